@@ -1,0 +1,233 @@
+//! The `Poll` API over real sockets, and what level-triggered readiness means.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use a_epoll::{Event, Events, Interest, Poll, Token};
+use support::{PATIENCE, pair, send, take, within};
+
+/// One wait with a generous timeout, for tests that know an event is coming.
+fn wait(poll: &mut Poll, events: &mut Events) -> Vec<Event> {
+    poll.poll(events, Some(PATIENCE)).expect("poll");
+    events.iter().collect()
+}
+
+/// One wait that returns at once: what is ready right now.
+fn ready_now(poll: &mut Poll, events: &mut Events) -> Vec<Event> {
+    poll.poll(events, Some(Duration::ZERO)).expect("poll");
+    events.iter().collect()
+}
+
+// ANCHOR: repeats
+#[test]
+fn readiness_repeats_while_data_is_unread() {
+    let (mut ours, mut theirs) = pair();
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(7), Interest::READABLE)
+        .unwrap();
+
+    send(&mut theirs, b"hello");
+    for _ in 0..3 {
+        let ready = wait(&mut poll, &mut events);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].token(), Token(7));
+        assert!(ready[0].is_readable());
+    }
+
+    // Reading part of it changes nothing: there is still data to read.
+    assert_eq!(take(&mut ours, 2), b"he");
+    assert_eq!(ready_now(&mut poll, &mut events).len(), 1);
+
+    // Reading the rest does: the socket is no longer ready.
+    assert_eq!(take(&mut ours, 3), b"llo");
+    assert!(ready_now(&mut poll, &mut events).is_empty());
+}
+// ANCHOR_END: repeats
+
+// ANCHOR: eof_repeats
+#[test]
+fn eof_is_reported_on_every_wait_until_deregistered() {
+    let (ours, theirs) = pair();
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+
+    drop(theirs);
+    // A loop that counts "a response finished" once per such event counts
+    // this one connection again on every wait.
+    for _ in 0..3 {
+        let ready = wait(&mut poll, &mut events);
+        assert_eq!(ready.len(), 1);
+        assert!(ready[0].is_readable() && ready[0].is_read_closed());
+    }
+    poll.registry().deregister(&ours).unwrap();
+    assert!(ready_now(&mut poll, &mut events).is_empty());
+}
+// ANCHOR_END: eof_repeats
+
+#[test]
+fn several_ready_sockets_come_back_in_one_wait_with_their_own_tokens() {
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    let pairs: Vec<_> = (0..3).map(|_| pair()).collect();
+    for (i, (ours, theirs)) in pairs.iter().enumerate() {
+        poll.registry()
+            .register(ours, Token(10 * (i + 1)), Interest::READABLE)
+            .unwrap();
+        send(theirs, b"x");
+    }
+    // No order is promised, so compare sets. A wrong `epoll_event` layout
+    // would garble the tokens of every event after the first.
+    let tokens: BTreeSet<Token> = wait(&mut poll, &mut events)
+        .iter()
+        .map(Event::token)
+        .collect();
+    assert_eq!(tokens, BTreeSet::from([Token(10), Token(20), Token(30)]));
+}
+
+#[test]
+fn reregister_changes_token_and_interest() {
+    let (ours, mut theirs) = pair();
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+
+    // A fresh socket can be written but has nothing to read.
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    assert!(ready_now(&mut poll, &mut events).is_empty());
+
+    poll.registry()
+        .reregister(&ours, Token(2), Interest::WRITABLE)
+        .unwrap();
+    let ready = wait(&mut poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].token(), Token(2));
+    assert!(ready[0].is_writable() && !ready[0].is_readable());
+
+    poll.registry()
+        .reregister(&ours, Token(3), Interest::READABLE)
+        .unwrap();
+    send(&mut theirs, b"x");
+    let ready = wait(&mut poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].token(), Token(3));
+    assert!(ready[0].is_readable() && !ready[0].is_writable());
+}
+
+#[test]
+fn after_deregister_no_more_events() {
+    let (ours, mut theirs) = pair();
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    send(&mut theirs, b"unread");
+    assert_eq!(wait(&mut poll, &mut events).len(), 1);
+
+    poll.registry().deregister(&ours).unwrap();
+    assert!(ready_now(&mut poll, &mut events).is_empty());
+}
+
+#[test]
+fn registering_twice_is_already_exists() {
+    let (ours, _theirs) = pair();
+    let poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    let error = poll
+        .registry()
+        .register(&ours, Token(2), Interest::READABLE)
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+}
+
+#[test]
+fn changing_or_removing_an_unknown_fd_is_not_found() {
+    let (ours, _theirs) = pair();
+    let poll = Poll::new().unwrap();
+    let error = poll.registry().deregister(&ours).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+    let error = poll
+        .registry()
+        .reregister(&ours, Token(1), Interest::READABLE)
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn a_cloned_registry_registers_on_the_same_epoll() {
+    let (ours, mut theirs) = pair();
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    let registry = poll.registry().try_clone().unwrap();
+    registry
+        .register(&ours, Token(5), Interest::READABLE)
+        .unwrap();
+    drop(registry);
+
+    send(&mut theirs, b"x");
+    let ready = wait(&mut poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].token(), Token(5));
+}
+
+// ANCHOR: timeouts
+#[test]
+fn a_zero_timeout_returns_at_once() {
+    let elapsed = within(PATIENCE, "poll with a zero timeout", || {
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let start = Instant::now();
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        assert!(events.is_empty());
+        start.elapsed()
+    });
+    // Loose, for a loaded machine; a wait of -1 (for ever) would be caught
+    // by `within`, and any real wait is in whole milliseconds.
+    assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
+}
+
+#[test]
+fn a_100_microsecond_timeout_waits_at_least_100_microseconds() {
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    let start = Instant::now();
+    poll.poll(&mut events, Some(Duration::from_micros(100)))
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(events.is_empty());
+    assert!(
+        elapsed >= Duration::from_micros(100),
+        "returned after {elapsed:?}"
+    );
+}
+// ANCHOR_END: timeouts
+
+#[test]
+fn a_timeout_too_long_for_epoll_is_clamped_not_refused() {
+    let (ours, mut theirs) = pair();
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    send(&mut theirs, b"x");
+    poll.poll(&mut events, Some(Duration::MAX)).unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+#[should_panic(expected = "capacity must be from 1")]
+fn an_events_buffer_cannot_be_empty() {
+    let _ = Events::with_capacity(0);
+}
