@@ -126,6 +126,7 @@ enum Reply {
     BadRequest,
 }
 
+// ANCHOR: route
 fn route(request_line: &str) -> Reply {
     let mut words = request_line.split(' ');
     let (Some("GET"), Some(path)) = (words.next(), words.next()) else {
@@ -151,6 +152,7 @@ fn route(request_line: &str) -> Reply {
         _ => Reply::NotFound,
     }
 }
+// ANCHOR_END: route
 
 fn serve(mut stream: TcpStream, stop: &Stop) -> io::Result<()> {
     stream.set_read_timeout(Some(STOP_CHECK))?;
