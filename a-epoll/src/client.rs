@@ -81,8 +81,9 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, Error> {
             else {
                 continue;
             };
-            // Deregister, then close (by dropping): the order matters once
-            // fds are shared, and it is the habit the later chapters need.
+            // Deregister, then close (by dropping). Not the other way round:
+            // a closed fd cannot be named to epoll_ctl, and if the socket had
+            // been duplicated its registration would outlive our close.
             poll.registry()
                 .deregister(&connection.stream)
                 .map_err(Error::Poll)?;
