@@ -67,7 +67,10 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Parses everything received on a connection so far; `eof` says whether the
 /// peer has closed its side, which ends a body that has no `Content-Length`.
 pub fn parse(received: &[u8], eof: bool) -> Parsed {
-    let Some(head_len) = find(received, b"\r\n\r\n") else {
+    // Search only where a head may be: a large body is not searched again
+    // each time more of it arrives.
+    let head_area = &received[..received.len().min(MAX_HEAD + 4)];
+    let Some(head_len) = find(head_area, b"\r\n\r\n") else {
         return if received.len() > MAX_HEAD {
             Parsed::Invalid(Invalid::HeadTooLong)
         } else if eof || !could_be_http(received) {

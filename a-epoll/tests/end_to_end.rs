@@ -3,6 +3,8 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::net::TcpListener;
 use std::time::Duration;
 
 use a_epoll::client::{self, Config, Error, Problem, Summary};
@@ -10,6 +12,10 @@ use a_epoll::delay_server::DelayServer;
 use a_epoll::http::Invalid;
 use a_epoll::{Token, cli};
 use support::{PATIENCE, within};
+
+/// Shorter than `PATIENCE`, so that a stalled run fails with the client's
+/// own deadline error, which names the request it was waiting for.
+const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs the client for `paths` against a fresh embedded server, failing the
 /// test instead of hanging. Returns the result and everything it printed.
@@ -39,7 +45,7 @@ fn every_response_arrives_and_the_shorter_delays_finish_first() {
         .map(|(i, ms)| format!("/{ms}/body-{i}"))
         .collect();
     let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
-    let (result, output) = run(&paths, PATIENCE);
+    let (result, output) = run(&paths, DEADLINE);
     let summary = result.expect("run succeeds");
 
     let order: Vec<Token> = summary.completed.iter().map(|c| c.token).collect();
@@ -69,7 +75,7 @@ fn every_response_arrives_and_the_shorter_delays_finish_first() {
 fn a_finished_connection_is_not_counted_again() {
     // The fast one's EOF stays readable under level triggering; were it
     // counted on every wait, the run would end before the slow one arrives.
-    let (result, _) = run(&["/0/fast", "/400/slow"], PATIENCE);
+    let (result, _) = run(&["/0/fast", "/400/slow"], DEADLINE);
     let summary = result.expect("run succeeds");
     let bodies: Vec<&[u8]> = summary
         .completed
@@ -101,7 +107,7 @@ fn the_default_demo_plan_completes_in_reverse_order() {
 
 #[test]
 fn a_large_body_takes_many_reads_and_arrives_whole() {
-    let (result, output) = run(&["/large/1000000"], PATIENCE);
+    let (result, output) = run(&["/large/1000000"], DEADLINE);
     let summary = result.expect("run succeeds");
     let body = &summary.completed[0].body;
     assert_eq!(body.len(), 1_000_000);
@@ -111,14 +117,14 @@ fn a_large_body_takes_many_reads_and_arrives_whole() {
 
 #[test]
 fn a_response_dripped_one_byte_at_a_time_arrives_whole() {
-    let (result, _) = run(&["/drip/slowly"], PATIENCE);
+    let (result, _) = run(&["/drip/slowly"], DEADLINE);
     assert_eq!(result.expect("run succeeds").completed[0].body, b"slowly");
 }
 
 /// Runs one good and one faulty request; the run must end in an error about
 /// the faulty one, with a message of one line.
 fn fault(path: &str) -> Problem {
-    let (result, _) = run(&["/0/fine", path], PATIENCE);
+    let (result, _) = run(&["/0/fine", path], DEADLINE);
     let error = result.expect_err("the fault must fail the run");
     let message = error.to_string();
     assert!(
@@ -154,7 +160,7 @@ fn each_fault_ends_the_run_with_a_clear_error() {
     ));
     assert!(matches!(fault("/no/such/path"), Problem::Status(404, _)));
     match fault("/reset") {
-        Problem::Io(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset),
+        Problem::Io(error) => assert_eq!(error.kind(), ErrorKind::ConnectionReset),
         other => panic!("expected a reset, got {other:?}"),
     }
 }
@@ -169,3 +175,24 @@ fn a_server_that_never_answers_hits_the_deadline() {
     }
 }
 // ANCHOR_END: faults
+
+#[test]
+fn a_refused_connection_is_a_clear_error() {
+    // Bind a port, then let it go: nothing listens there now.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = Config {
+        addr,
+        paths: vec!["/0/never".to_string()],
+        deadline: PATIENCE,
+    };
+    let result = within(PATIENCE, "client run", move || {
+        client::run(&config, &mut Vec::new())
+    });
+    match result.expect_err("nothing listens there") {
+        Error::Connect { source, .. } => assert_eq!(source.kind(), ErrorKind::ConnectionRefused),
+        other => panic!("expected a refused connection, got {other:?}"),
+    }
+}
