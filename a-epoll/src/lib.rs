@@ -34,15 +34,10 @@ pub fn run_program(options: &cli::Options, out: &mut impl Write) -> Result<Summa
         Some(addr) => resolve(addr)?,
         None => {
             embedded = DelayServer::start().map_err(Error::Setup)?;
+            writeln!(out, "delay server: {} (embedded)", embedded.addr()).map_err(Error::Output)?;
             embedded.addr()
         }
     };
-    let kind = if options.addr.is_some() {
-        "given"
-    } else {
-        "embedded"
-    };
-    writeln!(out, "delay server: {addr} ({kind})").map_err(Error::Output)?;
     let config = Config {
         addr,
         paths: options.paths(),

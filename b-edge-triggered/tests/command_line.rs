@@ -20,10 +20,12 @@ fn program(args: &[&str]) -> Output {
     })
 }
 
-/// The program failed with exit `code` and exactly one line on stderr,
-/// naming the program and containing `expected`.
+/// The program failed with exit `code`, printing exactly one line, on
+/// stderr, that names the program and contains `expected`.
 fn assert_one_line_failure(output: &Output, code: i32, expected: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.is_empty(), "stdout: {stdout}");
     assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
     assert!(
