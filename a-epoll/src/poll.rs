@@ -185,7 +185,8 @@ pub struct Registry {
 impl Registry {
     /// Starts watching `source`. Fails with `AlreadyExists` if it is watched.
     pub fn register(&self, source: &impl AsFd, token: Token, interest: Interest) -> io::Result<()> {
-        self.ctl(ffi::EPOLL_CTL_ADD, source.as_fd(), Some((token, interest)))
+        let flags = epoll_flags(interest);
+        self.ctl(ffi::EPOLL_CTL_ADD, source.as_fd(), Some((token, flags)))
     }
 
     /// Replaces the token and interest of a watched `source`.
@@ -195,7 +196,8 @@ impl Registry {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        self.ctl(ffi::EPOLL_CTL_MOD, source.as_fd(), Some((token, interest)))
+        let flags = epoll_flags(interest);
+        self.ctl(ffi::EPOLL_CTL_MOD, source.as_fd(), Some((token, flags)))
     }
 
     /// Stops watching `source`. Fails with `NotFound` if it was not watched.
@@ -211,14 +213,9 @@ impl Registry {
         })
     }
 
-    fn ctl(
-        &self,
-        op: c_int,
-        fd: BorrowedFd<'_>,
-        entry: Option<(Token, Interest)>,
-    ) -> io::Result<()> {
-        let mut event = entry.map(|(token, interest)| ffi::EpollEvent {
-            events: epoll_flags(interest),
+    fn ctl(&self, op: c_int, fd: BorrowedFd<'_>, entry: Option<(Token, u32)>) -> io::Result<()> {
+        let mut event = entry.map(|(token, flags)| ffi::EpollEvent {
+            events: flags,
             data: token.0 as u64,
         });
         let event_ptr = event.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
