@@ -17,25 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use a_epoll::{Events, Interest, Poll, Token};
-use support::{PATIENCE, pair, send, wait_until};
-
-/// Whether thread `tid` of this process is blocked in epoll_wait (or, where
-/// the architecture has only that one, epoll_pwait).
-fn in_epoll_wait(tid: libc::pid_t) -> bool {
-    let path = format!("/proc/self/task/{tid}/syscall");
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let number = text
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse::<libc::c_long>().ok());
-    #[cfg(target_arch = "x86_64")]
-    let waits = [libc::SYS_epoll_wait, libc::SYS_epoll_pwait];
-    #[cfg(not(target_arch = "x86_64"))]
-    let waits = [libc::SYS_epoll_pwait];
-    number.is_some_and(|n| waits.contains(&n))
-}
+use support::{PATIENCE, gettid, in_epoll_wait, pair, send, wait_until};
 
 /// A thread blocked in epoll_wait, and the channel its answer comes on.
 struct Waiter<T> {
@@ -50,8 +32,7 @@ fn blocked_waiter<T: Send + 'static>(wait: impl FnOnce() -> T + Send + 'static) 
     let (tid_tx, tid_rx) = mpsc::channel();
     let (result_tx, result_rx) = mpsc::channel();
     let thread = thread::spawn(move || {
-        // SAFETY: gettid has no preconditions.
-        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        tid_tx.send(gettid()).unwrap();
         let _ = result_tx.send(wait());
     });
     let tid = tid_rx.recv_timeout(PATIENCE).expect("waiter started");

@@ -71,3 +71,28 @@ pub fn open_fds() -> usize {
         .expect("/proc/self/fd")
         .count()
 }
+
+/// The calling thread's id, as /proc names it.
+pub fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Whether thread `tid` of this process is blocked in epoll_wait (or, where
+/// the architecture has only that one, epoll_pwait). Tests use it to act
+/// only once a thread is really waiting.
+pub fn in_epoll_wait(tid: libc::pid_t) -> bool {
+    let path = format!("/proc/self/task/{tid}/syscall");
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let number = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<libc::c_long>().ok());
+    #[cfg(target_arch = "x86_64")]
+    let waits = [libc::SYS_epoll_wait, libc::SYS_epoll_pwait];
+    #[cfg(not(target_arch = "x86_64"))]
+    let waits = [libc::SYS_epoll_pwait];
+    number.is_some_and(|n| waits.contains(&n))
+}

@@ -1,0 +1,472 @@
+//! The program: every request on its own connection, all of them waited on
+//! by a pool of worker threads through one `Poll`, each response printed
+//! the moment it is complete.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::http::{self, Parsed, Response};
+use crate::{Event, Events, Interest, Poll, Token, Waker};
+
+/// What to run: where to connect, which paths to ask for, and how long the
+/// whole run may take.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub paths: Vec<String>,
+    pub deadline: Duration,
+    /// How many threads wait on the one `Poll`.
+    pub workers: usize,
+}
+
+/// One response, as it was reported.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub token: Token,
+    pub path: String,
+    /// From the start of the run to the moment the response was complete.
+    pub elapsed: Duration,
+    pub body: Vec<u8>,
+}
+
+/// What a successful run did, in the order it happened.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub completed: Vec<Completed>,
+    pub elapsed: Duration,
+    /// How many threads waited for events.
+    pub threads: usize,
+    /// Events handled, and how many of them ended in a re-arm: the price of
+    /// one-shot is one `epoll_ctl` for every event that does not finish a
+    /// connection.
+    pub events: usize,
+    pub rearms: usize,
+}
+
+/// The size of one read. Small enough that the large-body tests need many.
+const READ_CHUNK: usize = 4096;
+/// How many events one wait can return; more stay queued for the next wait.
+const EVENTS_CAPACITY: usize = 64;
+
+// ANCHOR: run
+pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Error> {
+    let start = Instant::now();
+    let poll = Poll::new().map_err(Error::Poll)?;
+    let waker = Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?;
+    let mut connections = Vec::with_capacity(config.paths.len());
+    for (index, path) in config.paths.iter().enumerate() {
+        let connection = Connection::open(config.addr, path)?;
+        poll.registry()
+            .register(&connection.stream, Token(index), connection.interest())
+            .map_err(Error::Poll)?;
+        connections.push(Mutex::new(Some(connection)));
+    }
+
+    let shared = Shared {
+        config,
+        start,
+        poll,
+        waker,
+        connections,
+        remaining: AtomicUsize::new(config.paths.len()),
+        report: Mutex::new((out, Vec::new())),
+        failure: Mutex::new(None),
+        events: AtomicUsize::new(0),
+        rearms: AtomicUsize::new(0),
+    };
+    thread::scope(|scope| {
+        for _ in 0..config.workers {
+            scope.spawn(|| shared.worker());
+        }
+    });
+
+    if let Some(error) = into_inner(shared.failure) {
+        return Err(error);
+    }
+    let (out, completed) = into_inner(shared.report);
+    let summary = Summary {
+        completed,
+        elapsed: start.elapsed(),
+        threads: config.workers,
+        events: shared.events.into_inner(),
+        rearms: shared.rearms.into_inner(),
+    };
+    report_summary(out, &summary)?;
+    Ok(summary)
+}
+// ANCHOR_END: run
+
+// ANCHOR: shared
+/// The waker's token; connections use their index.
+const WAKER: Token = Token(usize::MAX);
+
+/// What the workers share. Each connection has a lock of its own, and
+/// one-shot keeps it uncontended: only the thread that got the
+/// connection's one event touches it. The lock is how the compiler learns
+/// what one-shot promises.
+struct Shared<'a, W> {
+    config: &'a Config,
+    start: Instant,
+    poll: Poll,
+    waker: Waker,
+    connections: Vec<Mutex<Option<Connection>>>,
+    /// Responses still to come; whoever completes the last one wakes all.
+    remaining: AtomicUsize,
+    /// The output and the list of responses, behind one lock: a line is
+    /// printed and recorded in one step, so lines never interleave and the
+    /// summary lists responses in the order they were printed.
+    report: Mutex<(&'a mut W, Vec<Completed>)>,
+    /// The first error ends the run.
+    failure: Mutex<Option<Error>>,
+    events: AtomicUsize,
+    rearms: AtomicUsize,
+}
+
+impl<W: Write + Send> Shared<'_, W> {
+    /// One worker: wait, handle what is ready, until woken to stop.
+    fn worker(&self) {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let Ok(left) = time_left(self.start, self.config) else {
+                return self.fail(self.missing());
+            };
+            if let Err(error) = self.poll.poll(&mut events, Some(left)) {
+                return self.fail(Error::Poll(error));
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    return;
+                }
+                if let Err(error) = self.handle(&event) {
+                    return self.fail(error);
+                }
+            }
+        }
+    }
+    // ANCHOR_END: shared
+
+    // ANCHOR: handle
+    fn handle(&self, event: &Event) -> Result<(), Error> {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        let token = event.token();
+        let mut slot = lock(&self.connections[token.0]);
+        let Some(connection) = slot.as_mut() else {
+            return Ok(());
+        };
+        let outcome = connection
+            .on_event(event)
+            .map_err(|problem| Error::Request {
+                token,
+                path: connection.path.clone(),
+                problem,
+            })?;
+        let Some(response) = outcome else {
+            // Everything this event allowed is done. Until we re-arm it,
+            // no thread will hear of this connection again.
+            self.poll
+                .registry()
+                .reregister(&connection.stream, token, connection.interest())
+                .map_err(Error::Poll)?;
+            self.rearms.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        // Deregister, then close (by dropping). Not the other way round:
+        // a closed fd cannot be named to epoll_ctl, and if the socket had
+        // been duplicated its registration would outlive our close.
+        self.poll
+            .registry()
+            .deregister(&connection.stream)
+            .map_err(Error::Poll)?;
+        let path = slot.take().map(|done| done.path).unwrap_or_default();
+        drop(slot);
+        let completed = Completed {
+            token,
+            path,
+            elapsed: self.start.elapsed(),
+            body: response.body,
+        };
+        {
+            let mut report_lock = lock(&self.report);
+            let (out, list) = &mut *report_lock;
+            report(&mut **out, &completed)?;
+            list.push(completed);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.waker.wake().map_err(Error::Poll)?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: handle
+
+    /// Keeps the first error and wakes every worker to stop.
+    fn fail(&self, error: Error) {
+        lock(&self.failure).get_or_insert(error);
+        let _ = self.waker.wake();
+    }
+
+    /// The deadline error, naming the requests still without an answer.
+    fn missing(&self) -> Error {
+        let missing = self
+            .connections
+            .iter()
+            .filter_map(|slot| lock(slot).as_ref().map(|c| c.path.clone()))
+            .collect();
+        Error::Deadline {
+            deadline: self.config.deadline,
+            missing,
+        }
+    }
+}
+
+/// A lock that survives a panicked holder, whose panic the scope re-raises.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn into_inner<T>(mutex: Mutex<T>) -> T {
+    mutex
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ANCHOR: connection
+/// One request on its own non-blocking connection: the request and how
+/// much of it the kernel has taken, and what has come back so far.
+#[derive(Debug)]
+struct Connection {
+    stream: TcpStream,
+    path: String,
+    connected: bool,
+    request: Vec<u8>,
+    sent: usize,
+    received: Vec<u8>,
+}
+
+impl Connection {
+    /// Starts to connect and returns at once. The connect finishes later,
+    /// and epoll tells us so by reporting the socket writable.
+    fn open(addr: SocketAddr, path: &str) -> Result<Connection, Error> {
+        let connect_error = |source| Error::Connect { addr, source };
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(connect_error)?;
+        socket.set_nonblocking(true).map_err(connect_error)?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(error) => return Err(connect_error(error)),
+        }
+        Ok(Connection {
+            stream: socket.into(),
+            path: path.to_string(),
+            connected: false,
+            request: http::request(path, &addr.to_string()).into_bytes(),
+            sent: 0,
+            received: Vec::new(),
+        })
+    }
+
+    /// What to wait for next: room to write while some of the request is
+    /// unsent, and the answer. Re-arming reports what is ready *now*, so
+    /// asking for writable on a socket with room to write would bring an
+    /// event straight back.
+    fn interest(&self) -> Interest {
+        if self.sent < self.request.len() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    /// An edge is the only news until something new happens, so do all
+    /// that it allows: send what is left to send, and read until the
+    /// kernel says `WouldBlock`.
+    fn on_event(&mut self, event: &Event) -> Result<Option<Response>, Problem> {
+        if self.sent < self.request.len() && (event.is_writable() || event.is_error()) {
+            self.send()?;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            return self.drain();
+        }
+        Ok(None)
+    }
+    // ANCHOR_END: connection
+
+    // ANCHOR: send
+    /// The first writable event says the connect has *finished*, not that
+    /// it worked: `SO_ERROR` says which. Then write until the request is
+    /// out or the send buffer is full; in that case the next writable edge
+    /// brings us back here.
+    fn send(&mut self) -> Result<(), Problem> {
+        if !self.connected {
+            if let Some(error) = self.stream.take_error().map_err(Problem::Io)? {
+                return Err(Problem::Connect(error));
+            }
+            self.connected = true;
+        }
+        while self.sent < self.request.len() {
+            match self.stream.write(&self.request[self.sent..]) {
+                Ok(0) => return Err(Problem::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.sent += n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(Problem::Io(error)),
+            }
+        }
+        Ok(())
+    }
+    // ANCHOR_END: send
+
+    // ANCHOR: drain
+    /// Reads until the kernel has nothing more for us: `WouldBlock`, or EOF.
+    /// Stopping earlier would leave bytes that no edge will ever announce.
+    fn drain(&mut self) -> Result<Option<Response>, Problem> {
+        let mut buffer = [0; READ_CHUNK];
+        loop {
+            match self.stream.read(&mut buffer) {
+                Ok(0) => return self.parse(true),
+                Ok(n) => self.received.extend_from_slice(&buffer[..n]),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return self.parse(false);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(Problem::Io(error)),
+            }
+        }
+    }
+    // ANCHOR_END: drain
+
+    fn parse(&self, eof: bool) -> Result<Option<Response>, Problem> {
+        match http::parse(&self.received, eof) {
+            Parsed::Incomplete => Ok(None),
+            Parsed::Complete(response) if response.status == 200 => Ok(Some(response)),
+            Parsed::Complete(response) => Err(Problem::Status(response.status, response.reason)),
+            Parsed::Invalid(invalid) => Err(Problem::Response(invalid)),
+        }
+    }
+}
+
+fn time_left(start: Instant, config: &Config) -> Result<Duration, Error> {
+    config
+        .deadline
+        .checked_sub(start.elapsed())
+        .filter(|left| !left.is_zero())
+        .ok_or(Error::Deadline {
+            deadline: config.deadline,
+            missing: Vec::new(),
+        })
+}
+
+// ANCHOR: report
+fn report(out: &mut impl Write, completed: &Completed) -> Result<(), Error> {
+    writeln!(
+        out,
+        "token {:<3} {:>6} ms  {}",
+        completed.token.0,
+        completed.elapsed.as_millis(),
+        http::preview(&completed.body, 60)
+    )
+    .map_err(Error::Output)
+}
+
+fn report_summary(out: &mut impl Write, summary: &Summary) -> Result<(), Error> {
+    let threads = if summary.threads == 1 {
+        "thread"
+    } else {
+        "threads"
+    };
+    writeln!(
+        out,
+        "{} responses in {} ms on {} {threads}",
+        summary.completed.len(),
+        summary.elapsed.as_millis(),
+        summary.threads
+    )
+    .map_err(Error::Output)
+}
+// ANCHOR_END: report
+
+/// Why a run failed. Its `Display` is the one line the program prints.
+#[derive(Debug)]
+pub enum Error {
+    /// `--addr` names no address we can connect to.
+    Resolve(String, io::Error),
+    /// The embedded delay server could not start.
+    Setup(io::Error),
+    /// epoll itself failed: out of memory or fds, or a bug of ours.
+    Poll(io::Error),
+    Connect {
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    Request {
+        token: Token,
+        path: String,
+        problem: Problem,
+    },
+    Deadline {
+        deadline: Duration,
+        missing: Vec<String>,
+    },
+    /// Standard output went away (for example `| head -1`).
+    Output(io::Error),
+}
+
+/// What went wrong with one request.
+#[derive(Debug)]
+pub enum Problem {
+    /// The non-blocking connect failed; `SO_ERROR` said why.
+    Connect(io::Error),
+    Io(io::Error),
+    Response(http::Invalid),
+    Status(u16, String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Resolve(addr, error) => write!(f, "cannot resolve {addr:?}: {error}"),
+            Error::Setup(error) => write!(f, "cannot start the delay server: {error}"),
+            Error::Poll(error) => write!(f, "epoll failed: {error}"),
+            Error::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
+            Error::Request {
+                token,
+                path,
+                problem,
+            } => write!(f, "request {} (GET {path}): {problem}", token.0),
+            Error::Deadline { deadline, missing } => {
+                write!(f, "gave up after the {} s deadline", deadline.as_secs_f64())?;
+                match missing.as_slice() {
+                    [] => Ok(()),
+                    [first, rest @ ..] => write!(
+                        f,
+                        ": {} response(s) missing, the first for GET {first}",
+                        rest.len() + 1
+                    ),
+                }
+            }
+            Error::Output(error) => write!(f, "cannot write output: {error}"),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Connect(error) => write!(f, "cannot connect: {error}"),
+            Problem::Io(error) => write!(f, "{error}"),
+            Problem::Response(invalid) => write!(f, "{invalid}"),
+            Problem::Status(status, reason) => write!(f, "the server answered {status} {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
