@@ -4,11 +4,11 @@
 mod support;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::thread;
 
-use support::{PATIENCE, within};
+use support::{PATIENCE, refusing_addr, within};
 
 fn program(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -32,14 +32,6 @@ fn assert_one_line_failure(output: &Output, code: i32, expected: &str) {
         stderr.starts_with("a-epoll: ") && stderr.contains(expected),
         "stderr: {stderr}"
     );
-}
-
-/// An address where nothing listens: bind a port, then let it go.
-fn refusing_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 #[test]

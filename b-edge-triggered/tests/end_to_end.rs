@@ -4,14 +4,13 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
-use std::net::TcpListener;
 use std::time::Duration;
 
 use b_edge_triggered::client::{self, Config, Error, Problem, Summary};
 use b_edge_triggered::delay_server::DelayServer;
 use b_edge_triggered::http::Invalid;
 use b_edge_triggered::{Token, cli};
-use support::{PATIENCE, within};
+use support::{PATIENCE, refusing_addr, within};
 
 /// Shorter than `PATIENCE`, so that a stalled run fails with the client's
 /// own deadline error, which names the request it was waiting for.
@@ -197,11 +196,7 @@ fn a_server_that_never_answers_hits_the_deadline() {
 
 #[test]
 fn a_refused_connection_is_a_clear_error() {
-    // Bind a port, then let it go: nothing listens there now.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = refusing_addr();
     let config = Config {
         addr,
         paths: vec!["/0/never".to_string()],

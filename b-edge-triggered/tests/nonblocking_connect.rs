@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use b_edge_triggered::{Events, Interest, Poll, Token};
 use socket2::{Domain, Socket, Type};
-use support::PATIENCE;
+use support::{PATIENCE, refusing_addr};
 
 /// Starts a non-blocking connect to `addr` and registers it for both
 /// directions, as the client does.
@@ -27,11 +27,7 @@ fn start_connect(poll: &Poll, addr: SocketAddr) -> Socket {
 // ANCHOR: refused
 #[test]
 fn a_refused_connect_is_reported_by_an_event_and_explained_by_so_error() {
-    // Bind a port, then let it go: nothing listens there now.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = refusing_addr();
     let mut poll = Poll::new().unwrap();
     let mut events = Events::with_capacity(8);
     let socket = start_connect(&poll, addr);

@@ -4,14 +4,13 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
-use std::net::TcpListener;
 use std::time::Duration;
 
 use c_oneshot::client::{self, Config, Error, Problem, Summary};
 use c_oneshot::delay_server::DelayServer;
 use c_oneshot::http::Invalid;
 use c_oneshot::{Token, cli};
-use support::{PATIENCE, within};
+use support::{PATIENCE, refusing_addr, within};
 
 /// More than one, so that every test here also runs the worker pool.
 const WORKERS: usize = 3;
@@ -94,23 +93,13 @@ fn a_finished_connection_is_not_counted_again() {
 // ANCHOR: exactly_once
 #[test]
 fn under_load_every_response_is_handled_exactly_once_and_none_is_lost() {
-    // 300 requests over 4 threads, with delays that bunch them together.
+    // 300 requests over the worker pool, with delays that bunch them.
     const REQUESTS: usize = 300;
     let paths: Vec<String> = (0..REQUESTS)
         .map(|i| format!("/{}/r{i}", (i * 7) % 50))
         .collect();
-    let (result, output) = within(PATIENCE, "client run", move || {
-        let server = DelayServer::start().expect("start delay server");
-        let config = Config {
-            addr: server.addr(),
-            paths,
-            deadline: DEADLINE,
-            workers: 4,
-        };
-        let mut out = Vec::new();
-        let result = client::run(&config, &mut out);
-        (result, String::from_utf8(out).expect("utf-8 output"))
-    });
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (result, output) = run(&paths, DEADLINE);
     let summary = result.expect("run succeeds");
 
     // Every token exactly once, with its own body.
@@ -248,11 +237,7 @@ fn a_server_that_never_answers_hits_the_deadline() {
 
 #[test]
 fn a_refused_connection_is_a_clear_error() {
-    // Bind a port, then let it go: nothing listens there now.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = refusing_addr();
     let config = Config {
         addr,
         paths: vec!["/0/never".to_string()],

@@ -65,6 +65,12 @@ pub fn take(mut stream: impl Read, n: usize) -> Vec<u8> {
     bytes
 }
 
+/// An address where nothing listens: a port the OS gave us, then let go.
+pub fn refusing_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local_addr")
+}
+
 /// How many file descriptors this process has open.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
