@@ -49,7 +49,11 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, Error> {
     let mut poll = Poll::new().map_err(Error::Poll)?;
     let mut connections = Vec::with_capacity(config.paths.len());
     for (index, path) in config.paths.iter().enumerate() {
-        let left = time_left(start, config)?;
+        // Nothing has been answered while we connect: every request is missing.
+        let left = time_left(start, config).ok_or_else(|| Error::Deadline {
+            deadline: config.deadline,
+            missing: config.paths.clone(),
+        })?;
         let connection = Connection::open(config.addr, path, left)?;
         poll.registry()
             .register(&connection.stream, Token(index), Interest::READABLE)
@@ -63,7 +67,7 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, Error> {
         ..Summary::default()
     };
     while summary.completed.len() < config.paths.len() {
-        let left = time_left(start, config).map_err(|_| missing(config, &connections))?;
+        let left = time_left(start, config).ok_or_else(|| missing(config, &connections))?;
         poll.poll(&mut events, Some(left)).map_err(Error::Poll)?;
         for event in events.iter() {
             let token = event.token();
@@ -160,15 +164,12 @@ impl Connection {
     }
 }
 
-fn time_left(start: Instant, config: &Config) -> Result<Duration, Error> {
+/// The time left before the deadline, or `None` once it has passed.
+fn time_left(start: Instant, config: &Config) -> Option<Duration> {
     config
         .deadline
         .checked_sub(start.elapsed())
         .filter(|left| !left.is_zero())
-        .ok_or(Error::Deadline {
-            deadline: config.deadline,
-            missing: Vec::new(),
-        })
 }
 
 /// The deadline error, naming the requests still without an answer.

@@ -72,7 +72,7 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, Error> {
         ..Summary::default()
     };
     while summary.completed.len() < config.paths.len() {
-        let left = time_left(start, config).map_err(|_| missing(config, &connections))?;
+        let left = time_left(start, config).ok_or_else(|| missing(config, &connections))?;
         poll.poll(&mut events, Some(left)).map_err(Error::Poll)?;
         for event in events.iter() {
             let token = event.token();
@@ -222,15 +222,12 @@ impl Connection {
     }
 }
 
-fn time_left(start: Instant, config: &Config) -> Result<Duration, Error> {
+/// The time left before the deadline, or `None` once it has passed.
+fn time_left(start: Instant, config: &Config) -> Option<Duration> {
     config
         .deadline
         .checked_sub(start.elapsed())
         .filter(|left| !left.is_zero())
-        .ok_or(Error::Deadline {
-            deadline: config.deadline,
-            missing: Vec::new(),
-        })
 }
 
 /// The deadline error, naming the requests still without an answer.

@@ -134,7 +134,7 @@ impl<W: Write + Send> Shared<'_, W> {
     fn worker(&self) {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
-            let Ok(left) = time_left(self.start, self.config) else {
+            let Some(left) = time_left(self.start, self.config) else {
                 return self.fail(self.missing());
             };
             if let Err(error) = self.poll.poll(&mut events, Some(left)) {
@@ -354,15 +354,12 @@ impl Connection {
     }
 }
 
-fn time_left(start: Instant, config: &Config) -> Result<Duration, Error> {
+/// The time left before the deadline, or `None` once it has passed.
+fn time_left(start: Instant, config: &Config) -> Option<Duration> {
     config
         .deadline
         .checked_sub(start.elapsed())
         .filter(|left| !left.is_zero())
-        .ok_or(Error::Deadline {
-            deadline: config.deadline,
-            missing: Vec::new(),
-        })
 }
 
 // ANCHOR: report
