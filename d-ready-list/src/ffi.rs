@@ -1,0 +1,84 @@
+//! The C functions and the one struct this chapter needs from the kernel,
+//! declared by hand so that nothing stands between the reader and epoll.
+//!
+//! Every value here is checked against the `libc` crate by
+//! `tests/ffi_matches_libc.rs`, on whatever target the tests run on.
+
+use std::ffi::{c_int, c_uint};
+
+// ANCHOR: constants
+/// `epoll_create1` flag: close the epoll fd in a child after `exec`.
+pub const EPOLL_CLOEXEC: c_int = 0o2000000;
+
+/// `epoll_ctl` operations.
+pub const EPOLL_CTL_ADD: c_int = 1;
+pub const EPOLL_CTL_DEL: c_int = 2;
+pub const EPOLL_CTL_MOD: c_int = 3;
+
+/// Readiness bits, used both to ask (`epoll_ctl`) and to answer (`epoll_wait`).
+pub const EPOLLIN: u32 = 0x001;
+pub const EPOLLOUT: u32 = 0x004;
+/// Always reported, never needs asking for.
+pub const EPOLLERR: u32 = 0x008;
+/// Always reported, never needs asking for.
+pub const EPOLLHUP: u32 = 0x010;
+/// The peer has shut down its writing half: our reads will reach EOF.
+pub const EPOLLRDHUP: u32 = 0x2000;
+/// Report changes in readiness (edges) instead of readiness itself (levels).
+pub const EPOLLET: u32 = 1 << 31;
+/// After one event, report nothing more for this fd until `EPOLL_CTL_MOD`
+/// re-arms it.
+pub const EPOLLONESHOT: u32 = 1 << 30;
+
+/// `eventfd` flags: close on `exec`, and never block.
+pub const EFD_CLOEXEC: c_int = 0o2000000;
+pub const EFD_NONBLOCK: c_int = 0o4000;
+// ANCHOR_END: constants
+
+// ANCHOR: epoll_event
+/// One entry of interest or of readiness.
+///
+/// The kernel declares this struct packed on x86-64 only, a leftover from
+/// 32-bit x86 where a `u64` needs only 4-byte alignment. Packed, it is 12
+/// bytes with `data` at offset 4; elsewhere it is 16 bytes with `data` at 8.
+/// Getting this wrong makes the kernel and Rust disagree on where every
+/// event after the first one starts.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+#[cfg_attr(target_arch = "x86_64", repr(packed))]
+pub struct EpollEvent {
+    /// Interest when registering, readiness when returned.
+    pub events: u32,
+    /// Ours to choose: the kernel hands it back untouched. We store a token.
+    pub data: u64,
+}
+// ANCHOR_END: epoll_event
+
+// ANCHOR: functions
+unsafe extern "C" {
+    /// Makes a new epoll instance and returns its fd, or -1.
+    pub fn epoll_create1(flags: c_int) -> c_int;
+
+    /// Adds, changes or removes the interest of `epfd` in `fd`. For
+    /// `EPOLL_CTL_DEL`, `event` may be null (Linux 2.6.9 and later).
+    pub fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> c_int;
+
+    /// Waits for readiness and writes up to `maxevents` entries to `events`.
+    /// `timeout` is in milliseconds; -1 waits forever and 0 returns at once.
+    /// Returns how many entries it wrote, or -1.
+    pub fn epoll_wait(
+        epfd: c_int,
+        events: *mut EpollEvent,
+        maxevents: c_int,
+        timeout: c_int,
+    ) -> c_int;
+
+    /// Makes a counter the kernel can wait on: readable while its value is
+    /// not zero, and a write adds to it. Returns its fd, or -1.
+    pub fn eventfd(initval: c_uint, flags: c_int) -> c_int;
+
+    /// Closes a file descriptor. We never call it ourselves: the epoll fd is
+    /// an `OwnedFd`, whose `Drop` makes this very call.
+    pub fn close(fd: c_int) -> c_int;
+}
+// ANCHOR_END: functions

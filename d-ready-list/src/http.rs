@@ -1,0 +1,239 @@
+//! Just enough HTTP/1.1 for the client: one request line out, one response
+//! in. Support code, byte for byte the same in every chapter.
+
+use std::fmt;
+
+/// The request for `path`. `Connection: close` asks the server to close the
+/// connection once it has answered, as the book's delay server expects.
+pub fn request(path: &str, host: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+/// A complete response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub body: Vec<u8>,
+}
+
+/// What the bytes received so far amount to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// More bytes are needed.
+    Incomplete,
+    Complete(Response),
+    Invalid(Invalid),
+}
+
+/// Why the bytes received can never become a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// The connection ended before the response head did.
+    ClosedEarly { received: usize },
+    /// The connection ended before `Content-Length` bytes of body arrived.
+    Truncated { expected: usize, received: usize },
+    /// Not an HTTP/1.x response; holds the start of what came.
+    NotHttp(String),
+    /// No blank line within the first `MAX_HEAD` bytes.
+    HeadTooLong,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::ClosedEarly { received: 0 } => {
+                write!(f, "the server closed the connection without answering")
+            }
+            Invalid::ClosedEarly { received } => write!(
+                f,
+                "the server closed the connection after {received} bytes, mid-header"
+            ),
+            Invalid::Truncated { expected, received } => write!(
+                f,
+                "truncated response: {received} of {expected} body bytes before the connection closed"
+            ),
+            Invalid::NotHttp(start) => write!(f, "malformed response, starting {start:?}"),
+            Invalid::HeadTooLong => {
+                write!(f, "malformed response: head longer than {MAX_HEAD} bytes")
+            }
+        }
+    }
+}
+
+/// A response head longer than this is treated as garbage.
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// Parses everything received on a connection so far; `eof` says whether the
+/// peer has closed its side, which ends a body that has no `Content-Length`.
+pub fn parse(received: &[u8], eof: bool) -> Parsed {
+    // Search only where a head may be: a large body is not searched again
+    // each time more of it arrives.
+    let head_area = &received[..received.len().min(MAX_HEAD + 4)];
+    let Some(head_len) = find(head_area, b"\r\n\r\n") else {
+        return if received.len() > MAX_HEAD {
+            Parsed::Invalid(Invalid::HeadTooLong)
+        } else if eof || !could_be_http(received) {
+            invalid_start(received)
+        } else {
+            Parsed::Incomplete
+        };
+    };
+    let head = String::from_utf8_lossy(&received[..head_len]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let Some((status, reason)) = parse_status_line(status_line) else {
+        return invalid_start(received);
+    };
+    let mut content_length = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return invalid_start(received);
+        };
+        if name.trim().eq_ignore_ascii_case("content-length") {
+            match value.trim().parse::<usize>() {
+                Ok(length) => content_length = Some(length),
+                Err(_) => return invalid_start(received),
+            }
+        }
+    }
+    let body = &received[head_len + 4..];
+    match content_length {
+        Some(expected) if body.len() >= expected => complete(status, reason, &body[..expected]),
+        Some(expected) if eof => Parsed::Invalid(Invalid::Truncated {
+            expected,
+            received: body.len(),
+        }),
+        None if eof => complete(status, reason, body),
+        _ => Parsed::Incomplete,
+    }
+}
+
+fn complete(status: u16, reason: &str, body: &[u8]) -> Parsed {
+    Parsed::Complete(Response {
+        status,
+        reason: reason.to_string(),
+        body: body.to_vec(),
+    })
+}
+
+fn parse_status_line(line: &str) -> Option<(u16, &str)> {
+    let rest = line
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| line.strip_prefix("HTTP/1.0 "))?;
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    let status = code
+        .parse()
+        .ok()
+        .filter(|code| (100..1000).contains(code))?;
+    Some((status, reason))
+}
+
+/// Whether `received` could still grow into a status line: a prefix of
+/// "HTTP/1." or something that starts with it.
+fn could_be_http(received: &[u8]) -> bool {
+    const START: &[u8] = b"HTTP/1.";
+    let n = received.len().min(START.len());
+    received[..n] == START[..n]
+}
+
+fn invalid_start(received: &[u8]) -> Parsed {
+    if received.is_empty() || (could_be_http(received) && find(received, b"\r\n\r\n").is_none()) {
+        return Parsed::Invalid(Invalid::ClosedEarly {
+            received: received.len(),
+        });
+    }
+    let line = received
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    Parsed::Invalid(Invalid::NotHttp(preview(line, 40)))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// The start of `bytes` as text, at most `max` characters, with the full
+/// length added when it was cut: long or endless bodies stay one line.
+pub fn preview(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut shown: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect();
+    if text.chars().count() > max {
+        shown.push_str(&format!("... ({} bytes)", bytes.len()));
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Parsed {
+        complete(200, "OK", body.as_bytes())
+    }
+
+    #[test]
+    fn a_response_is_complete_once_its_content_length_has_arrived() {
+        let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                parse(&bytes[..cut], false),
+                Parsed::Incomplete,
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(parse(bytes, false), ok("hello"));
+    }
+
+    #[test]
+    fn without_content_length_the_body_ends_at_eof() {
+        let bytes = b"HTTP/1.1 200 OK\r\n\r\nhel";
+        assert_eq!(parse(bytes, false), Parsed::Incomplete);
+        assert_eq!(parse(bytes, true), ok("hel"));
+    }
+
+    #[test]
+    fn an_early_close_and_a_short_body_are_told_apart() {
+        assert_eq!(
+            parse(b"", true),
+            Parsed::Invalid(Invalid::ClosedEarly { received: 0 })
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 2", true),
+            Parsed::Invalid(Invalid::ClosedEarly { received: 10 })
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", true),
+            Parsed::Invalid(Invalid::Truncated {
+                expected: 9,
+                received: 3
+            })
+        );
+    }
+
+    #[test]
+    fn garbage_is_rejected_as_soon_as_it_cannot_be_http() {
+        assert_eq!(
+            parse(b"SSH-2.0", false),
+            Parsed::Invalid(Invalid::NotHttp("SSH-2.0".into()))
+        );
+        let bad_header = b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n";
+        assert!(matches!(
+            parse(bad_header, false),
+            Parsed::Invalid(Invalid::NotHttp(_))
+        ));
+    }
+
+    #[test]
+    fn previews_stay_short() {
+        assert_eq!(preview(b"request-1", 60), "request-1");
+        assert_eq!(preview(&[b'x'; 100], 3), "xxx... (100 bytes)");
+    }
+}

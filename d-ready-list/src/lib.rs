@@ -1,0 +1,72 @@
+//! Chapter 4: a ready list that gives every ready connection a bounded turn,
+//! so that one endless sender cannot starve the others, and a cleanup list
+//! that lets a connection be closed while a batch of events still names it.
+//!
+//! Read it top to bottom: [`ffi`] declares the kernel's interface by hand,
+//! `poll` wraps it in a small mio-shaped API ([`Poll`], [`Registry`],
+//! [`Token`], [`Interest`], [`Events`], [`Event`]), [`slab`] turns tokens
+//! into connections, and [`client`] is the program built on it. [`delay_server`], [`http`] and [`cli`] are support
+//! code, the same in every chapter.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "epoll is Linux-only: run this tutorial on Linux, for example in a Linux VM or a container (docker run -it rust)"
+);
+
+pub mod cli;
+pub mod client;
+pub mod delay_server;
+pub mod ffi;
+pub mod http;
+mod poll;
+pub mod slab;
+
+pub use poll::{Event, Events, Interest, Poll, Registry, Token, Waker};
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use client::{Config, Error, Summary};
+use delay_server::DelayServer;
+
+// ANCHOR: run_program
+/// What `main` does: find or start a delay server, then run the client.
+pub fn run_program(
+    options: &cli::Options,
+    out: &mut (impl Write + Send),
+) -> Result<Summary, Error> {
+    let embedded;
+    let addr = match &options.addr {
+        Some(addr) => resolve(addr)?,
+        None => {
+            embedded = DelayServer::start().map_err(Error::Setup)?;
+            writeln!(out, "delay server: {} (embedded)", embedded.addr()).map_err(Error::Output)?;
+            embedded.addr()
+        }
+    };
+    let config = Config {
+        addr,
+        paths: options.paths(),
+        deadline: options.deadline(),
+        workers: options.workers,
+        hedge: options.hedge,
+        endless: options.endless,
+        budget: client::Budget::default(),
+    };
+    client::run(&config, out)
+}
+// ANCHOR_END: run_program
+
+/// The first IPv4 address `addr` names, else its first address: the book's
+/// delay server listens on IPv4 only, and `localhost` often resolves to
+/// `::1` first.
+fn resolve(addr: &str) -> Result<SocketAddr, Error> {
+    let unresolved = |source| Error::Resolve(addr.to_string(), source);
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(unresolved)?.collect();
+    addrs
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| unresolved(io::Error::new(io::ErrorKind::NotFound, "no address found")))
+}

@@ -1,0 +1,98 @@
+//! The cleanup list: one batch holds events for both connections of a
+//! hedged request; handling the first answers the request and closes the
+//! second, whose event must then not be acted on.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use d_ready_list::client::{Budget, Worker};
+use support::{PATIENCE, wait_until, within};
+
+/// Bytes sent but not yet acknowledged by the peer's kernel. At zero,
+/// everything we wrote sits in the peer's receive queue.
+fn unacknowledged(stream: &TcpStream) -> libc::c_int {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: the fd is open while `stream` is borrowed, and TIOCOUTQ
+    // (SIOCOUTQ) writes one c_int through the pointer, which points at one.
+    let ret = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut bytes) };
+    assert_eq!(
+        ret,
+        0,
+        "ioctl(TIOCOUTQ): {}",
+        std::io::Error::last_os_error()
+    );
+    bytes
+}
+
+/// Reads a request head, which the test knows is on its way.
+fn read_head(stream: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("request head");
+        head.push(byte[0]);
+    }
+}
+
+// ANCHOR: same_batch
+#[test]
+fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
+    within(PATIENCE, "same-batch test", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
+        let (first, second) = worker.open_hedged(addr, 0, "/twin").unwrap();
+
+        // Let the worker send both requests: once both connections have been
+        // re-armed, each has sent all it had and waits for its answer.
+        let mut done = Vec::new();
+        while worker.stats().rearms < 2 {
+            worker.wait(Some(PATIENCE)).unwrap();
+            worker.turn(&mut done).unwrap();
+        }
+        let mut servers = [listener.accept().unwrap().0, listener.accept().unwrap().0];
+        for server in &mut servers {
+            read_head(server);
+            server
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntwin")
+                .unwrap();
+        }
+        // Both answers are in the worker's receive queues before it waits,
+        // so its one wait returns both events in one batch.
+        wait_until(PATIENCE, "both answers acknowledged", || {
+            servers.iter().all(|server| unacknowledged(server) == 0)
+        });
+        worker.wait(Some(PATIENCE)).unwrap();
+        let batch: BTreeSet<_> = worker.ready_list().iter().copied().collect();
+        assert_eq!(batch, BTreeSet::from([first, second]));
+
+        // One turn: whichever twin goes first answers and closes the other.
+        worker.turn(&mut done).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].body, b"twin");
+        let stats = worker.stats();
+        assert_eq!((stats.twins_closed, stats.ignored), (1, 1), "{stats:?}");
+        assert!(!worker.is_open(first) && !worker.is_open(second));
+        assert_eq!(worker.remaining(), 0);
+
+        // What the servers see proves which socket was read: the winner was
+        // read to the end and closed (EOF); the loser was closed with its
+        // answer unread, which makes the kernel reset the connection.
+        let mut ends: Vec<ErrorKind> = servers
+            .iter_mut()
+            .map(|server| match server.read(&mut [0; 16]) {
+                Ok(0) => ErrorKind::UnexpectedEof,
+                Ok(n) => panic!("{n} unexpected bytes"),
+                Err(error) => error.kind(),
+            })
+            .collect();
+        ends.sort_by_key(|kind| kind.to_string());
+        assert_eq!(ends, [ErrorKind::ConnectionReset, ErrorKind::UnexpectedEof]);
+    });
+}
+// ANCHOR_END: same_batch

@@ -1,0 +1,278 @@
+//! The whole client against the embedded delay server, over loopback TCP.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use d_ready_list::cli;
+use d_ready_list::client::{self, Budget, Config, Error, Problem, Summary};
+use d_ready_list::delay_server::DelayServer;
+use d_ready_list::http::Invalid;
+use support::{PATIENCE, refusing_addr, within};
+
+/// More than one, so that every test here also runs several workers.
+const WORKERS: usize = 3;
+
+/// Shorter than `PATIENCE`, so that a stalled run fails with the client's
+/// own deadline error, which names the request it was waiting for.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs the client for `paths` against a fresh embedded server, failing the
+/// test instead of hanging. Returns the result and everything it printed.
+fn run(paths: &[&str], deadline: Duration) -> (Result<Summary, Error>, String) {
+    run_with(paths, deadline, false)
+}
+
+/// `run`, with every request hedged or not.
+fn run_with(paths: &[&str], deadline: Duration, hedge: bool) -> (Result<Summary, Error>, String) {
+    let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    within(PATIENCE, "client run", move || {
+        let server = DelayServer::start().expect("start delay server");
+        let config = Config {
+            addr: server.addr(),
+            paths,
+            deadline,
+            workers: WORKERS,
+            hedge,
+            endless: false,
+            budget: Budget::default(),
+        };
+        let mut out = Vec::new();
+        let result = client::run(&config, &mut out);
+        (result, String::from_utf8(out).expect("utf-8 output"))
+    })
+}
+
+// ANCHOR: order
+#[test]
+fn every_response_arrives_and_the_shorter_delays_finish_first() {
+    // Tokens 0..4 with delays in no particular order, 150 ms apart.
+    let delays = [300, 0, 450, 150];
+    let paths: Vec<String> = delays
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| format!("/{ms}/body-{i}"))
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (result, output) = run(&paths, DEADLINE);
+    let summary = result.expect("run succeeds");
+
+    let order: Vec<usize> = summary.completed.iter().map(|c| c.request).collect();
+    assert_eq!(order, [1, 3, 0, 2]);
+    for completed in &summary.completed {
+        let i = completed.request;
+        assert_eq!(completed.body, format!("body-{i}").as_bytes());
+        assert!(completed.elapsed >= Duration::from_millis(delays[i]));
+    }
+    // One line per response, each printed once, then the summary.
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines.len(), 5, "{output}");
+    let printed: BTreeSet<&str> = lines[..4]
+        .iter()
+        .map(|l| l.split_whitespace().last().unwrap())
+        .collect();
+    assert_eq!(
+        printed,
+        BTreeSet::from(["body-0", "body-1", "body-2", "body-3"])
+    );
+    assert!(lines[4].starts_with("4 responses in "), "{output}");
+}
+// ANCHOR_END: order
+
+// ANCHOR: not_twice
+#[test]
+fn a_finished_connection_is_not_counted_again() {
+    // Data and EOF can come as two edges: a loop that counted events or
+    // EOFs, not responses, would end before the slow one arrives.
+    let (result, _) = run(&["/0/fast", "/400/slow"], DEADLINE);
+    let summary = result.expect("run succeeds");
+    let bodies: Vec<&[u8]> = summary
+        .completed
+        .iter()
+        .map(|c| c.body.as_slice())
+        .collect();
+    assert_eq!(bodies, [&b"fast"[..], &b"slow"[..]]);
+    assert!(summary.elapsed >= Duration::from_millis(400));
+}
+// ANCHOR_END: not_twice
+
+// ANCHOR: exactly_once
+/// 300 requests over the workers, with delays that bunch them; each is
+/// answered exactly once, with its own body, on one whole line.
+fn check_exactly_once(hedge: bool) -> Summary {
+    const REQUESTS: usize = 300;
+    let paths: Vec<String> = (0..REQUESTS)
+        .map(|i| format!("/{}/r{i}", (i * 7) % 50))
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (result, output) = run_with(&paths, DEADLINE, hedge);
+    let summary = result.expect("run succeeds");
+
+    let requests: BTreeSet<usize> = summary.completed.iter().map(|c| c.request).collect();
+    assert_eq!(summary.completed.len(), REQUESTS);
+    assert_eq!(requests, (0..REQUESTS).collect());
+    for completed in &summary.completed {
+        assert_eq!(completed.body, format!("r{}", completed.request).as_bytes());
+    }
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines.len(), REQUESTS + 1 + usize::from(hedge));
+    for line in &lines[..REQUESTS] {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.len(), 5, "{line}");
+        assert_eq!(format!("r{}", words[1]), words[4], "{line}");
+    }
+    summary
+}
+
+#[test]
+fn under_load_every_response_is_handled_exactly_once_and_none_is_lost() {
+    let stats = check_exactly_once(false).stats;
+    // Each event puts a connection on the ready list, and it leaves either
+    // re-armed or answered: every event but the last of each connection
+    // was followed by exactly one re-arm.
+    assert_eq!(stats.events - stats.rearms, 300, "{stats:?}");
+    assert_eq!((stats.twins_closed, stats.ignored), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn hedged_every_request_is_answered_once_and_every_twin_closed() {
+    let stats = check_exactly_once(true).stats;
+    assert_eq!(stats.twins_closed, 300, "{stats:?}");
+}
+// ANCHOR_END: exactly_once
+
+#[test]
+fn the_default_demo_plan_completes_in_reverse_order() {
+    let options = cli::Options {
+        scale: 0.1,
+        ..cli::Options::default()
+    };
+    let paths = options.paths();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (result, _) = run(&paths, options.deadline());
+    let order: Vec<usize> = result
+        .expect("run succeeds")
+        .completed
+        .iter()
+        .map(|c| c.request)
+        .collect();
+    assert_eq!(order, [4, 3, 2, 1, 0]);
+}
+
+#[test]
+fn a_large_body_takes_many_reads_and_arrives_whole() {
+    let (result, output) = run(&["/large/1000000"], DEADLINE);
+    let summary = result.expect("run succeeds");
+    let body = &summary.completed[0].body;
+    assert_eq!(body.len(), 1_000_000);
+    assert!(body.iter().all(|&b| b == b'\n' || b.is_ascii_lowercase()));
+    assert!(output.contains("... (1000000 bytes)"), "{output}");
+}
+
+// ANCHOR: partial_writes
+#[test]
+fn a_request_too_big_for_one_write_is_sent_whole() {
+    // Twice the largest send buffer the kernel gives a TCP socket: the
+    // request cannot go in one write, so it takes several writable edges.
+    let tcp_wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap();
+    let max_send_buffer: usize = tcp_wmem.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let message = "y".repeat(2 * max_send_buffer);
+    let (result, _) = run(&[&format!("/0/{message}")], DEADLINE);
+    let body = &result.expect("run succeeds").completed[0].body;
+    assert!(
+        body == message.as_bytes(),
+        "{} of {} bytes came back",
+        body.len(),
+        message.len()
+    );
+}
+// ANCHOR_END: partial_writes
+
+#[test]
+fn a_response_dripped_one_byte_at_a_time_arrives_whole() {
+    let (result, _) = run(&["/drip/slowly"], DEADLINE);
+    assert_eq!(result.expect("run succeeds").completed[0].body, b"slowly");
+}
+
+/// Runs one good and one faulty request; the run must end in an error about
+/// the faulty one, with a message of one line.
+fn fault(path: &str) -> Problem {
+    let (result, _) = run(&["/0/fine", path], DEADLINE);
+    let error = result.expect_err("the fault must fail the run");
+    let message = error.to_string();
+    assert!(
+        !message.contains('\n') && message.contains(path),
+        "{message}"
+    );
+    match error {
+        Error::Request {
+            request, problem, ..
+        } => {
+            assert_eq!(request, 1);
+            problem
+        }
+        other => panic!("expected a request error, got {other:?}"),
+    }
+}
+
+// ANCHOR: faults
+#[test]
+fn each_fault_ends_the_run_with_a_clear_error() {
+    assert!(matches!(
+        fault("/close"),
+        Problem::Response(Invalid::ClosedEarly { received: 0 })
+    ));
+    assert!(matches!(
+        fault("/truncated"),
+        Problem::Response(Invalid::Truncated {
+            expected: 100,
+            received: 10
+        })
+    ));
+    assert!(matches!(
+        fault("/malformed"),
+        Problem::Response(Invalid::NotHttp(_))
+    ));
+    assert!(matches!(fault("/no/such/path"), Problem::Status(404, _)));
+    match fault("/reset") {
+        Problem::Io(error) => assert_eq!(error.kind(), ErrorKind::ConnectionReset),
+        other => panic!("expected a reset, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_hits_the_deadline() {
+    let deadline = Duration::from_millis(300);
+    let (result, _) = run(&["/0/fine", "/silent"], deadline);
+    match result.expect_err("the run must give up") {
+        Error::Deadline { missing, .. } => assert_eq!(missing, ["/silent"]),
+        other => panic!("expected the deadline, got {other:?}"),
+    }
+}
+// ANCHOR_END: faults
+
+#[test]
+fn a_refused_connection_is_a_clear_error() {
+    let addr = refusing_addr();
+    let config = Config {
+        addr,
+        paths: vec!["/0/never".to_string()],
+        deadline: PATIENCE,
+        workers: WORKERS,
+        hedge: false,
+        endless: false,
+        budget: Budget::default(),
+    };
+    let result = within(PATIENCE, "client run", move || {
+        client::run(&config, &mut Vec::new())
+    });
+    match result.expect_err("nothing listens there") {
+        Error::Request {
+            problem: Problem::Connect(source),
+            ..
+        } => assert_eq!(source.kind(), ErrorKind::ConnectionRefused),
+        other => panic!("expected a refused connection, got {other:?}"),
+    }
+}

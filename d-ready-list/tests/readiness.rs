@@ -1,0 +1,286 @@
+//! The `Poll` API over real sockets, and what one-shot readiness means.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use d_ready_list::{Event, Events, Interest, Poll, Token};
+use support::{PATIENCE, pair, send, take, within};
+
+/// One wait with a generous timeout, for tests that know an event is coming.
+fn wait(poll: &Poll, events: &mut Events) -> Vec<Event> {
+    poll.poll(events, Some(PATIENCE)).expect("poll");
+    events.iter().collect()
+}
+
+/// One wait that returns at once: what is ready right now.
+fn ready_now(poll: &Poll, events: &mut Events) -> Vec<Event> {
+    poll.poll(events, Some(Duration::ZERO)).expect("poll");
+    events.iter().collect()
+}
+
+// ANCHOR: oneshot
+#[test]
+fn one_event_disarms_the_fd_until_it_is_rearmed_and_rearming_reports_unread_data() {
+    let (mut ours, mut theirs) = pair();
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(7), Interest::READABLE)
+        .unwrap();
+
+    send(&mut theirs, b"hello");
+    let ready = wait(&poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].token(), Token(7));
+
+    // Disarmed: even new data is not reported now.
+    send(&mut theirs, b" world");
+    assert!(ready_now(&poll, &mut events).is_empty());
+
+    // Re-arming looks at the socket as it is now: data waits, so the
+    // very next wait reports it.
+    poll.registry()
+        .reregister(&ours, Token(7), Interest::READABLE)
+        .unwrap();
+    let ready = ready_now(&poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].token(), Token(7));
+    assert_eq!(take(&mut ours, 11), b"hello world");
+}
+// ANCHOR_END: oneshot
+
+#[test]
+fn eof_is_reported_once() {
+    let (ours, theirs) = pair();
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+
+    drop(theirs);
+    let ready = wait(&poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert!(ready[0].is_readable() && ready[0].is_read_closed());
+    // Miss it, and no later wait will tell you the peer has gone.
+    assert!(ready_now(&poll, &mut events).is_empty());
+}
+
+// ANCHOR: stall
+/// How long a wait may find nothing before we call the loop stalled.
+const STALL: Duration = Duration::from_millis(300);
+
+/// A minimal event loop over one non-blocking socket that was sent
+/// `expected` bytes: on each event it calls `on_readable`, which returns how
+/// many bytes it read. It ends when all have arrived, or when a wait finds
+/// nothing for `STALL` although some are still missing.
+fn event_loop(expected: usize, on_readable: fn(&mut UnixStream) -> usize) -> Result<usize, usize> {
+    let (mut ours, theirs) = pair();
+    ours.set_nonblocking(true).unwrap();
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(0), Interest::READABLE)
+        .unwrap();
+    // The peer writes everything at once, then falls silent (but stays).
+    send(&theirs, &vec![b'x'; expected]);
+
+    let mut received = 0;
+    while received < expected {
+        poll.poll(&mut events, Some(STALL)).unwrap();
+        if events.is_empty() {
+            return Err(received);
+        }
+        received += on_readable(&mut ours);
+    }
+    Ok(received)
+}
+
+/// What chapter 1 did: one read per event.
+fn read_once(stream: &mut UnixStream) -> usize {
+    stream.read(&mut [0; 1024]).unwrap()
+}
+
+/// What this chapter does: read until the kernel says `WouldBlock`.
+fn read_until_would_block(stream: &mut UnixStream) -> usize {
+    let mut total = 0;
+    loop {
+        match stream.read(&mut [0; 1024]) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return total,
+            Err(error) => panic!("read: {error}"),
+        }
+    }
+}
+
+#[test]
+fn a_loop_that_stops_reading_before_would_block_stalls_and_draining_fixes_it() {
+    // epoll(7)'s example: 2 KB arrive, 1 KB is read, and the next wait
+    // hangs with the other 1 KB still in the buffer. Here "hangs" is a
+    // wait that found nothing for STALL.
+    assert_eq!(event_loop(2048, read_once), Err(1024));
+    assert_eq!(event_loop(2048, read_until_would_block), Ok(2048));
+}
+// ANCHOR_END: stall
+
+#[test]
+fn several_ready_sockets_come_back_in_one_wait_with_their_own_tokens() {
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    let pairs: Vec<_> = (0..3).map(|_| pair()).collect();
+    for (i, (ours, theirs)) in pairs.iter().enumerate() {
+        poll.registry()
+            .register(ours, Token(10 * (i + 1)), Interest::READABLE)
+            .unwrap();
+        send(theirs, b"x");
+    }
+    // No order is promised, so compare sets. A wrong `epoll_event` layout
+    // would garble the tokens of every event after the first.
+    let tokens: BTreeSet<Token> = wait(&poll, &mut events).iter().map(Event::token).collect();
+    assert_eq!(tokens, BTreeSet::from([Token(10), Token(20), Token(30)]));
+}
+
+#[test]
+fn reregister_changes_token_and_interest() {
+    let (ours, mut theirs) = pair();
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+
+    // A fresh socket can be written but has nothing to read.
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    assert!(ready_now(&poll, &mut events).is_empty());
+
+    poll.registry()
+        .reregister(&ours, Token(2), Interest::WRITABLE)
+        .unwrap();
+    let ready = wait(&poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].token(), Token(2));
+    assert!(ready[0].is_writable() && !ready[0].is_readable());
+
+    poll.registry()
+        .reregister(&ours, Token(3), Interest::READABLE)
+        .unwrap();
+    send(&mut theirs, b"x");
+    let ready = wait(&poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].token(), Token(3));
+    assert!(ready[0].is_readable() && !ready[0].is_writable());
+}
+
+#[test]
+fn after_deregister_no_more_events() {
+    let (ours, mut theirs) = pair();
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    send(&mut theirs, b"unread");
+    assert_eq!(wait(&poll, &mut events).len(), 1);
+
+    poll.registry().deregister(&ours).unwrap();
+    assert!(ready_now(&poll, &mut events).is_empty());
+}
+
+#[test]
+fn registering_twice_is_already_exists() {
+    let (ours, _theirs) = pair();
+    let poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    let error = poll
+        .registry()
+        .register(&ours, Token(2), Interest::READABLE)
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+}
+
+#[test]
+fn changing_or_removing_an_unknown_fd_is_not_found() {
+    let (ours, _theirs) = pair();
+    let poll = Poll::new().unwrap();
+    let error = poll.registry().deregister(&ours).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+    let error = poll
+        .registry()
+        .reregister(&ours, Token(1), Interest::READABLE)
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn a_cloned_registry_registers_on_the_same_epoll() {
+    let (ours, mut theirs) = pair();
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    let registry = poll.registry().try_clone().unwrap();
+    registry
+        .register(&ours, Token(5), Interest::READABLE)
+        .unwrap();
+    drop(registry);
+
+    send(&mut theirs, b"x");
+    let ready = wait(&poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].token(), Token(5));
+}
+
+// ANCHOR: timeouts
+#[test]
+fn a_zero_timeout_returns_at_once() {
+    let elapsed = within(PATIENCE, "poll with a zero timeout", || {
+        let poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let start = Instant::now();
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        assert!(events.is_empty());
+        start.elapsed()
+    });
+    // Loose, for a loaded machine; a wait of -1 (for ever) would be caught
+    // by `within`, and any real wait is in whole milliseconds.
+    assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
+}
+
+#[test]
+fn a_100_microsecond_timeout_waits_at_least_100_microseconds() {
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    let start = Instant::now();
+    poll.poll(&mut events, Some(Duration::from_micros(100)))
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(events.is_empty());
+    assert!(
+        elapsed >= Duration::from_micros(100),
+        "returned after {elapsed:?}"
+    );
+}
+// ANCHOR_END: timeouts
+
+#[test]
+fn a_timeout_too_long_for_epoll_is_clamped_not_refused() {
+    let (ours, mut theirs) = pair();
+    let poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    send(&mut theirs, b"x");
+    poll.poll(&mut events, Some(Duration::MAX)).unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+#[should_panic(expected = "capacity must be from 1")]
+fn an_events_buffer_cannot_be_empty() {
+    let _ = Events::with_capacity(0);
+}
