@@ -82,8 +82,9 @@ impl fmt::Debug for Interest {
 // ANCHOR: epoll_flags
 /// The bits `epoll_ctl` gets for an interest: every registration is
 /// edge-triggered and one-shot. After one event the kernel reports nothing
-/// more for the fd, to any thread, until `reregister` re-arms it: whoever
-/// got the event has the connection to itself.
+/// more for the fd until `reregister` re-arms it. Each worker now has its
+/// own epoll, so this no longer keeps threads apart; it keeps a connection
+/// that is on the ready list from being reported again while it is there.
 fn epoll_flags(interest: Interest) -> u32 {
     interest.0 | ffi::EPOLLET | ffi::EPOLLONESHOT
 }
