@@ -27,12 +27,19 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
+
 /// How often a blocked server thread looks up to see whether it should stop.
 const STOP_CHECK: Duration = Duration::from_millis(50);
 /// The longest request head the server reads before giving up on it.
 const MAX_REQUEST_HEAD: usize = 64 * 1024 * 1024;
 /// Small stacks: a test may hold ten thousand connections open at once.
 const THREAD_STACK: usize = 64 * 1024;
+/// Connections the kernel may complete before we accept them (it caps this
+/// at `net.core.somaxconn`). std's default, 128, makes a burst of thousands
+/// of connects overflow the queue, and each dropped SYN costs its client a
+/// retry one second or more later.
+const BACKLOG: i32 = 4096;
 
 /// A delay server on 127.0.0.1, on a port the OS picks. Dropping it stops
 /// every thread it started and closes every socket it opened.
@@ -46,7 +53,7 @@ pub struct DelayServer {
 
 impl DelayServer {
     pub fn start() -> io::Result<DelayServer> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let listener = listen()?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(Stop::default());
         let handlers = Arc::new(Mutex::new(Vec::new()));
@@ -83,6 +90,14 @@ impl Drop for DelayServer {
             let _ = handler.join();
         }
     }
+}
+
+/// A listener on 127.0.0.1, on a port the OS picks, with a long backlog.
+fn listen() -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 
 fn accept_loop(listener: &TcpListener, stop: &Arc<Stop>, handlers: &Mutex<Vec<JoinHandle<()>>>) {

@@ -164,6 +164,15 @@ impl Poll {
 }
 // ANCHOR_END: wait
 
+/// The epoll fd itself, as mio offers it too: an epoll fd is readable while
+/// it has events, so another event loop can watch it, and code with needs
+/// of its own (the measurements) can register fds with other flags.
+impl AsFd for Poll {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.registry.epoll.as_fd()
+    }
+}
+
 // ANCHOR: timeout_ms
 /// epoll_wait counts in whole milliseconds. Rounding 100 µs down would make
 /// "wait a little" into "do not wait at all", and a loop that waits for a
