@@ -1,0 +1,294 @@
+//! Dispatch cost: K socket pairs, each made readable and then drained, for
+//! R rounds; events handled per second. Every epoll contender registers
+//! with the same flags (`EPOLLIN | EPOLLRDHUP | EPOLLET`, mio's), so the
+//! only difference is the code between the kernel and the handler.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::output::{self, Goal, ratio};
+use crate::plot;
+use crate::stats::median;
+
+const PAIRS: usize = 256;
+const ROUNDS: usize = 400;
+const REPEATS: usize = 7;
+/// No wait may take this long: every socket is readable before it starts.
+const WAIT_LIMIT_MS: i32 = 5_000;
+const FLAGS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+
+pub const CONTENDERS: [&str; 4] = ["chapter 4 Poll", "bare epoll_wait", "mio::Poll", "poll(2)"];
+
+struct Pairs {
+    readers: Vec<UnixStream>,
+    writers: Vec<UnixStream>,
+}
+
+impl Pairs {
+    fn new() -> io::Result<Pairs> {
+        let mut readers = Vec::new();
+        let mut writers = Vec::new();
+        for _ in 0..PAIRS {
+            let (reader, writer) = UnixStream::pair()?;
+            reader.set_nonblocking(true)?;
+            readers.push(reader);
+            writers.push(writer);
+        }
+        Ok(Pairs { readers, writers })
+    }
+
+    fn make_all_readable(&self) -> io::Result<()> {
+        for mut writer in &self.writers {
+            writer.write_all(b"x")?;
+        }
+        Ok(())
+    }
+
+    /// The handler: read until `WouldBlock`, as edge-triggered requires.
+    fn drain(&self, index: usize) -> io::Result<()> {
+        let mut buffer = [0; 64];
+        loop {
+            match (&self.readers[index]).read(&mut buffer) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+fn epoll_add(epoll: RawFd, fd: RawFd, token: usize) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: FLAGS,
+        u64: token as u64,
+    };
+    // SAFETY: both fds are open for the call, and `event` is a live
+    // epoll_event that the kernel only reads.
+    let ret = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "a wait returned no events")
+}
+
+/// R rounds on chapter 4's `Poll` and `Events`.
+fn chapter4(pairs: &Pairs) -> io::Result<Duration> {
+    use d_ready_list::{Events, Poll};
+    let poll = Poll::new()?;
+    for (token, reader) in pairs.readers.iter().enumerate() {
+        epoll_add(poll.as_fd().as_raw_fd(), reader.as_raw_fd(), token)?;
+    }
+    let mut events = Events::with_capacity(PAIRS);
+    let limit = Some(Duration::from_millis(WAIT_LIMIT_MS as u64));
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        pairs.make_all_readable()?;
+        let mut handled = 0;
+        while handled < PAIRS {
+            poll.poll(&mut events, limit)?;
+            if events.is_empty() {
+                return Err(timed_out());
+            }
+            for event in events.iter() {
+                pairs.drain(event.token().0)?;
+                handled += 1;
+            }
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// R rounds straight on `libc::epoll_wait`: the floor.
+fn bare(pairs: &Pairs) -> io::Result<Duration> {
+    // SAFETY: epoll_create1 takes no pointers.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if epoll == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    let epoll = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(epoll) };
+    for (token, reader) in pairs.readers.iter().enumerate() {
+        epoll_add(epoll.as_raw_fd(), reader.as_raw_fd(), token)?;
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; PAIRS];
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        pairs.make_all_readable()?;
+        let mut handled = 0;
+        while handled < PAIRS {
+            // SAFETY: the buffer holds PAIRS entries, and the kernel writes
+            // at most that many.
+            let ready = unsafe {
+                libc::epoll_wait(
+                    epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    PAIRS as i32,
+                    WAIT_LIMIT_MS,
+                )
+            };
+            match ready {
+                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                -1 => return Err(io::Error::last_os_error()),
+                0 => return Err(timed_out()),
+                ready => {
+                    for event in &events[..ready as usize] {
+                        let token = event.u64;
+                        pairs.drain(token as usize)?;
+                        handled += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// R rounds on mio, which registers `EPOLLIN | EPOLLRDHUP | EPOLLET` for
+/// `Interest::READABLE`.
+fn mio(pairs: &Pairs) -> io::Result<Duration> {
+    use mio::unix::SourceFd;
+    let mut poll = mio::Poll::new()?;
+    for (token, reader) in pairs.readers.iter().enumerate() {
+        poll.registry().register(
+            &mut SourceFd(&reader.as_raw_fd()),
+            mio::Token(token),
+            mio::Interest::READABLE,
+        )?;
+    }
+    let mut events = mio::Events::with_capacity(PAIRS);
+    let limit = Some(Duration::from_millis(WAIT_LIMIT_MS as u64));
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        pairs.make_all_readable()?;
+        let mut handled = 0;
+        while handled < PAIRS {
+            poll.poll(&mut events, limit)?;
+            if events.is_empty() {
+                return Err(timed_out());
+            }
+            for event in events.iter() {
+                pairs.drain(event.token().0)?;
+                handled += 1;
+            }
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// R rounds on `poll(2)`: no registration, the whole list every call.
+fn poll2(pairs: &Pairs) -> io::Result<Duration> {
+    let mut fds: Vec<libc::pollfd> = pairs
+        .readers
+        .iter()
+        .map(|reader| libc::pollfd {
+            fd: reader.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        pairs.make_all_readable()?;
+        let mut handled = 0;
+        while handled < PAIRS {
+            // SAFETY: the pointer and length describe `fds`, which the
+            // kernel reads and writes (only `revents`) during the call.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, WAIT_LIMIT_MS) };
+            match ready {
+                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                -1 => return Err(io::Error::last_os_error()),
+                0 => return Err(timed_out()),
+                _ => {
+                    for (index, fd) in fds.iter().enumerate() {
+                        if fd.revents != 0 {
+                            pairs.drain(index)?;
+                            handled += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(start.elapsed())
+}
+
+pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
+    let pairs = Pairs::new()?;
+    let runners: [fn(&Pairs) -> io::Result<Duration>; 4] = [chapter4, bare, mio, poll2];
+    let events = (PAIRS * ROUNDS) as f64;
+    let mut rates = vec![Vec::new(); CONTENDERS.len()];
+    let mut rows = Vec::new();
+    // One warm-up pass, then the repeats, contenders interleaved.
+    for repeat in 0..=REPEATS {
+        for (index, runner) in runners.iter().enumerate() {
+            let took = runner(&pairs)?;
+            if repeat > 0 {
+                let rate = events / took.as_secs_f64();
+                rates[index].push(rate);
+                rows.push(format!("{},{repeat},{rate:.0}", CONTENDERS[index]));
+            }
+        }
+    }
+    output::write_csv(
+        out,
+        "dispatch.csv",
+        "contender,repeat,events_per_second",
+        &rows,
+    )?;
+
+    let medians: Vec<f64> = rates.iter().map(|r| median(r)).collect();
+    let table_rows: Vec<Vec<String>> = CONTENDERS
+        .iter()
+        .zip(&medians)
+        .map(|(name, rate)| {
+            vec![
+                name.to_string(),
+                format!("{:.2} M", rate / 1e6),
+                ratio(medians[0] / rate),
+            ]
+        })
+        .collect();
+    let text = format!(
+        "{}\n{PAIRS} socket pairs, {ROUNDS} rounds, median of {REPEATS} runs.\n",
+        output::table(
+            &["contender", "events per second", "chapter 4 against it"],
+            &table_rows
+        )
+    );
+    output::write_table(out, "dispatch.md", &text)?;
+    print!("{text}");
+    plot::bars(
+        &out.join("dispatch.svg"),
+        "Events handled per second (millions), median",
+        &CONTENDERS
+            .iter()
+            .zip(&medians)
+            .map(|(n, r)| (n.to_string(), r / 1e6))
+            .collect::<Vec<_>>(),
+    )?;
+
+    let against_bare = medians[0] / medians[1];
+    let against_mio = medians[0] / medians[2];
+    Ok(vec![
+        Goal {
+            name: "dispatch: chapter 4 / bare epoll_wait".into(),
+            wanted: "at least 0.95x".into(),
+            measured: ratio(against_bare),
+            met: against_bare >= 0.95,
+        },
+        Goal {
+            name: "dispatch: chapter 4 / mio".into(),
+            wanted: "at least 1.0x".into(),
+            measured: ratio(against_mio),
+            met: against_mio >= 1.0,
+        },
+    ])
+}

@@ -1,0 +1,327 @@
+//! Fairness: M small delayed requests beside one connection that never
+//! stops sending, and the same requests alone as the baseline. What is
+//! reported is each small request's completion latency, from the start of
+//! the run to its response being complete.
+//!
+//! Chapters 2 and 3 keep every byte they read and do no work on it, so
+//! they get a large finite body (an endless one would fill the memory) and,
+//! reading faster than loopback TCP can send, are hard to starve. Chapter 4
+//! checksums its endless body, a bit at a time; run with chapter 2's rule
+//! (`Budget::Drain`) and with its own ready list, it shows what the ready
+//! list is for.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use d_ready_list::delay_server::DelayServer;
+
+use crate::output::{self, Goal, ratio};
+use crate::plot;
+use crate::stats::percentile;
+
+const SMALL: usize = 100;
+const REPEATS: usize = 3;
+/// The large body chapters 2 and 3 read beside the small requests.
+const LARGE_BYTES: usize = 256 << 20;
+/// After the last small delay, how long a run may go on before the small
+/// requests still missing are counted as never answered.
+const GIVE_UP_AFTER: Duration = Duration::from_millis(1_500);
+
+fn delay_ms(i: usize) -> u64 {
+    10 + (i % 10) as u64 * 10
+}
+
+fn small_paths() -> Vec<String> {
+    (0..SMALL)
+        .map(|i| format!("/{}/small-{i}", delay_ms(i)))
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Contender {
+    Chapter2,
+    Chapter3,
+    Chapter4Drain,
+    Chapter4,
+}
+
+const CONTENDERS: [Contender; 4] = [
+    Contender::Chapter2,
+    Contender::Chapter3,
+    Contender::Chapter4Drain,
+    Contender::Chapter4,
+];
+
+impl Contender {
+    fn name(self) -> &'static str {
+        match self {
+            Contender::Chapter2 => "chapter 2",
+            Contender::Chapter3 => "chapter 3, 2 workers",
+            Contender::Chapter4Drain => "chapter 4, chapter 2's drain rule",
+            Contender::Chapter4 => "chapter 4, ready list",
+        }
+    }
+
+    fn heavy(self) -> &'static str {
+        match self {
+            Contender::Chapter2 | Contender::Chapter3 => "256 MiB body, kept",
+            Contender::Chapter4Drain | Contender::Chapter4 => "endless body, checksummed",
+        }
+    }
+
+    /// Runs the client, printing into `out`; `heavy` adds the sender.
+    fn run(self, addr: SocketAddr, heavy: bool, out: &mut Lines) {
+        let deadline = Duration::from_secs(60);
+        let mut paths = small_paths();
+        let large = format!("/large/{LARGE_BYTES}");
+        // The result is not needed: every answer was already printed, and a
+        // run that was cut short by stopping the server fails.
+        let _ = match self {
+            Contender::Chapter2 => {
+                if heavy {
+                    paths.push(large);
+                }
+                let config = b_edge_triggered::client::Config {
+                    addr,
+                    paths,
+                    deadline,
+                };
+                b_edge_triggered::client::run(&config, out)
+                    .map(|_| ())
+                    .map_err(|_| ())
+            }
+            Contender::Chapter3 => {
+                if heavy {
+                    paths.push(large);
+                }
+                let config = c_oneshot::client::Config {
+                    addr,
+                    paths,
+                    deadline,
+                    workers: 2,
+                };
+                c_oneshot::client::run(&config, out)
+                    .map(|_| ())
+                    .map_err(|_| ())
+            }
+            Contender::Chapter4Drain | Contender::Chapter4 => {
+                let budget = if self == Contender::Chapter4Drain {
+                    d_ready_list::client::Budget::Drain
+                } else {
+                    d_ready_list::client::Budget::default()
+                };
+                let config = d_ready_list::client::Config {
+                    addr,
+                    paths,
+                    deadline,
+                    workers: 1,
+                    hedge: false,
+                    endless: heavy,
+                    budget,
+                };
+                d_ready_list::client::run(&config, out)
+                    .map(|_| ())
+                    .map_err(|_| ())
+            }
+        };
+    }
+}
+
+/// Receives the client's output lines as they are printed and notes when
+/// each small request's line arrived.
+struct Lines {
+    start: Instant,
+    partial: Vec<u8>,
+    sender: mpsc::Sender<(usize, Duration)>,
+}
+
+impl Write for Lines {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let now = self.start.elapsed();
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            // "token 3 ..." (chapters 2 and 3) or "request 3 ..." (chapter 4)
+            let mut words = line.split_whitespace();
+            if let (Some("token" | "request"), Some(index)) = (words.next(), words.next()) {
+                if let Ok(index) = index.parse::<usize>() {
+                    if index < SMALL {
+                        let _ = self.sender.send((index, now));
+                    }
+                }
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One run: each small request's latency in ms, or infinity if it was not
+/// answered before the run was given up.
+fn one_run(contender: Contender, heavy: bool) -> io::Result<Vec<f64>> {
+    let server = DelayServer::start()?;
+    let addr = server.addr();
+    let (sender, arrivals) = mpsc::channel();
+    let (finished, done) = mpsc::channel();
+    let start = Instant::now();
+    thread::spawn(move || {
+        let mut out = Lines {
+            start: Instant::now(),
+            partial: Vec::new(),
+            sender,
+        };
+        contender.run(addr, heavy, &mut out);
+        let _ = finished.send(());
+    });
+    let longest = (0..SMALL).map(delay_ms).max().unwrap_or(0);
+    let give_up = start + Duration::from_millis(longest) + GIVE_UP_AFTER;
+    let mut latencies = vec![f64::INFINITY; SMALL];
+    let mut answered = 0;
+    while answered < SMALL {
+        let left = give_up.saturating_duration_since(Instant::now());
+        let Ok((index, at)) = arrivals.recv_timeout(left) else {
+            break;
+        };
+        if latencies[index].is_infinite() {
+            answered += 1;
+        }
+        latencies[index] = at.as_secs_f64() * 1000.0;
+    }
+    // Stopping the server ends the heavy body, and with it a drain that
+    // would never end by itself.
+    drop(server);
+    done.recv_timeout(Duration::from_secs(60))
+        .map_err(|_| io::Error::other("a client run did not stop after its server did"))?;
+    Ok(latencies)
+}
+
+fn show(ms: f64) -> String {
+    if ms.is_finite() {
+        format!("{ms:.1} ms")
+    } else {
+        "never".to_string()
+    }
+}
+
+pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
+    let loads = [false, true];
+    let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); loads.len()]; CONTENDERS.len()];
+    let mut rows = Vec::new();
+    // A warm-up run, then the repeats, every contender and load in turn.
+    one_run(Contender::Chapter4, false)?;
+    for repeat in 1..=REPEATS {
+        for (c, contender) in CONTENDERS.iter().enumerate() {
+            for (l, heavy) in loads.iter().enumerate() {
+                let latencies = one_run(*contender, *heavy)?;
+                for (request, latency) in latencies.iter().enumerate() {
+                    let shown = if latency.is_finite() {
+                        format!("{latency:.3}")
+                    } else {
+                        "never".to_string()
+                    };
+                    let load = if *heavy { contender.heavy() } else { "alone" };
+                    rows.push(format!(
+                        "{},{load},{repeat},{request},{shown}",
+                        contender.name()
+                    ));
+                }
+                samples[c][l].extend(latencies);
+            }
+        }
+    }
+    output::write_csv(
+        out,
+        "fairness.csv",
+        "contender,load,repeat,request,latency_ms",
+        &rows,
+    )?;
+
+    let mut table_rows = Vec::new();
+    let mut p99s = vec![[0.0; 2]; CONTENDERS.len()];
+    for (c, contender) in CONTENDERS.iter().enumerate() {
+        for (l, heavy) in loads.iter().enumerate() {
+            let values = &samples[c][l];
+            let answered = values.iter().filter(|v| v.is_finite()).count();
+            let p99 = percentile(values, 99.0);
+            p99s[c][l] = p99;
+            table_rows.push(vec![
+                contender.name().to_string(),
+                if *heavy { contender.heavy() } else { "alone" }.to_string(),
+                format!("{answered} of {}", values.len()),
+                show(percentile(values, 50.0)),
+                show(p99),
+                show(percentile(values, 100.0)),
+            ]);
+        }
+    }
+    let text = format!(
+        "{}\n{SMALL} small requests, delays 10 to 100 ms; {REPEATS} runs pooled. \
+         Unanswered {} ms after the longest delay counts as never.\n",
+        output::table(
+            &["client", "beside", "answered", "p50", "p99", "max"],
+            &table_rows
+        ),
+        GIVE_UP_AFTER.as_millis()
+    );
+    output::write_table(out, "fairness.md", &text)?;
+    print!("{text}");
+
+    let curves: Vec<(String, Vec<(f64, f64)>)> = CONTENDERS
+        .iter()
+        .enumerate()
+        .flat_map(|(c, contender)| {
+            loads
+                .iter()
+                .enumerate()
+                .map(move |(l, heavy)| (c, l, contender, *heavy))
+        })
+        .filter(|(_, _, contender, heavy)| *heavy || **contender == Contender::Chapter4)
+        .map(|(c, l, contender, heavy)| {
+            let label = if heavy {
+                format!("{} beside {}", contender.name(), contender.heavy())
+            } else {
+                format!("{} alone", contender.name())
+            };
+            let mut finite: Vec<f64> = samples[c][l]
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
+            finite.sort_by(f64::total_cmp);
+            let total = samples[c][l].len() as f64;
+            let points = finite
+                .iter()
+                .enumerate()
+                .map(|(i, ms)| (*ms, (i + 1) as f64 / total))
+                .collect();
+            (label, points)
+        })
+        .collect();
+    plot::lines(
+        &out.join("fairness.svg"),
+        "Small requests answered, by latency",
+        "latency (ms)",
+        "fraction answered",
+        &curves,
+    )?;
+
+    let chapter4 = CONTENDERS
+        .iter()
+        .position(|c| *c == Contender::Chapter4)
+        .unwrap_or(0);
+    let growth = p99s[chapter4][1] / p99s[chapter4][0];
+    Ok(vec![Goal {
+        name: "fairness: chapter 4 p99 beside the endless sender / alone".into(),
+        wanted: "at most 2x".into(),
+        measured: ratio(growth),
+        met: growth <= 2.0,
+    }])
+}

@@ -1,0 +1,231 @@
+//! Idle descriptors: one active socket and I idle ones, all registered;
+//! the time of one wait round (make the active one readable, wait, read)
+//! on epoll against `poll(2)`.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+use crate::output::{self, Goal, ratio};
+use crate::plot;
+use crate::stats::median;
+
+pub const IDLE: [usize; 4] = [10, 100, 1_000, 10_000];
+const REPEATS: usize = 5;
+const WAIT_LIMIT_MS: i32 = 5_000;
+
+/// Lifts the soft open-file limit to the hard one: 10,000 idle sockets,
+/// and the scale run's 10,000 connections, need more than the usual 1,024.
+pub fn raise_fd_limit() -> io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a pointer to one.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit reads one rlimit through a pointer to one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Idle sockets: unbound UDP sockets, one fd each, never readable.
+fn idle_sockets(count: usize) -> io::Result<Vec<Socket>> {
+    (0..count)
+        .map(|_| Socket::new(Domain::IPV4, Type::DGRAM, None))
+        .collect()
+}
+
+/// Rounds per run: many for few fds, fewer where `poll(2)` gets slow.
+fn rounds(idle: usize) -> usize {
+    (2_000_000 / (idle + 100)).clamp(200, 20_000)
+}
+
+fn one_round_trip(writer: &UnixStream, reader: &UnixStream) -> io::Result<()> {
+    (&*writer).write_all(b"x")?;
+    let mut byte = [0];
+    (&*reader).read_exact(&mut byte)?;
+    // Edge-triggered: read on to WouldBlock, as a real handler must.
+    match (&*reader).read(&mut byte) {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Ok(_) => Err(io::Error::other("an extra byte")),
+        Err(error) => Err(error),
+    }
+}
+
+fn epoll_rounds(idle: &[Socket], reader: &UnixStream, writer: &UnixStream) -> io::Result<Duration> {
+    use d_ready_list::{Events, Poll};
+    let poll = Poll::new()?;
+    let flags = (libc::EPOLLIN | libc::EPOLLET) as u32;
+    for (token, socket) in idle.iter().enumerate() {
+        add(poll.as_fd().as_raw_fd(), socket.as_raw_fd(), token, flags)?;
+    }
+    add(
+        poll.as_fd().as_raw_fd(),
+        reader.as_raw_fd(),
+        usize::MAX,
+        flags,
+    )?;
+    let mut events = Events::with_capacity(16);
+    let limit = Some(Duration::from_millis(WAIT_LIMIT_MS as u64));
+    let rounds = rounds(idle.len());
+    let start = Instant::now();
+    for _ in 0..rounds {
+        (&*writer).write_all(b"x")?;
+        poll.poll(&mut events, limit)?;
+        if events.len() != 1 || events.iter().next().map(|e| e.token().0) != Some(usize::MAX) {
+            return Err(io::Error::other("expected one event, the active socket's"));
+        }
+        drain_one(reader)?;
+    }
+    Ok(start.elapsed() / rounds as u32)
+}
+
+fn poll_rounds(idle: &[Socket], reader: &UnixStream, writer: &UnixStream) -> io::Result<Duration> {
+    let mut fds: Vec<libc::pollfd> = idle
+        .iter()
+        .map(|socket| socket.as_raw_fd())
+        .chain([reader.as_raw_fd()])
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let rounds = rounds(idle.len());
+    let start = Instant::now();
+    for _ in 0..rounds {
+        (&*writer).write_all(b"x")?;
+        // SAFETY: the pointer and length describe `fds`, which the kernel
+        // reads and writes (only `revents`) during the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, WAIT_LIMIT_MS) };
+        if ready != 1 || fds[idle.len()].revents & libc::POLLIN == 0 {
+            return Err(io::Error::other("expected the active socket, alone"));
+        }
+        drain_one(reader)?;
+    }
+    Ok(start.elapsed() / rounds as u32)
+}
+
+fn drain_one(reader: &UnixStream) -> io::Result<()> {
+    let mut byte = [0; 8];
+    let n = (&*reader).read(&mut byte)?;
+    if n != 1 {
+        return Err(io::Error::other("expected one byte"));
+    }
+    match (&*reader).read(&mut byte) {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Ok(_) => Err(io::Error::other("an extra byte")),
+        Err(error) => Err(error),
+    }
+}
+
+fn add(epoll: i32, fd: i32, token: usize, flags: u32) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: flags,
+        u64: token as u64,
+    };
+    // SAFETY: both fds are open for the call, and `event` is a live
+    // epoll_event that the kernel only reads.
+    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
+    let (reader, writer) = UnixStream::pair()?;
+    reader.set_nonblocking(true)?;
+    one_round_trip(&writer, &reader)?;
+    let mut rows = Vec::new();
+    let mut medians = Vec::new();
+    for idle in IDLE {
+        let sockets = idle_sockets(idle).map_err(|error| {
+            io::Error::new(error.kind(), format!("{idle} idle sockets: {error}"))
+        })?;
+        let (mut epoll, mut poll) = (Vec::new(), Vec::new());
+        for repeat in 0..=REPEATS {
+            let e = epoll_rounds(&sockets, &reader, &writer)?;
+            let p = poll_rounds(&sockets, &reader, &writer)?;
+            if repeat > 0 {
+                let (e, p) = (e.as_nanos() as f64, p.as_nanos() as f64);
+                rows.push(format!("epoll,{idle},{repeat},{e:.0}"));
+                rows.push(format!("poll,{idle},{repeat},{p:.0}"));
+                epoll.push(e);
+                poll.push(p);
+            }
+        }
+        medians.push((idle, median(&epoll), median(&poll)));
+    }
+    output::write_csv(out, "idle.csv", "contender,idle,repeat,ns_per_round", &rows)?;
+
+    let table_rows: Vec<Vec<String>> = medians
+        .iter()
+        .map(|(idle, e, p)| {
+            vec![
+                idle.to_string(),
+                format!("{:.1} µs", e / 1000.0),
+                format!("{:.1} µs", p / 1000.0),
+                ratio(p / e),
+            ]
+        })
+        .collect();
+    let text = format!(
+        "{}\nOne active socket; time per round (write, wait, read), median of {REPEATS} runs.\n",
+        output::table(
+            &["idle sockets", "epoll", "poll(2)", "poll(2) / epoll"],
+            &table_rows
+        )
+    );
+    output::write_table(out, "idle.md", &text)?;
+    print!("{text}");
+    plot::lines_log_log(
+        &out.join("idle.svg"),
+        "Time per wait round (µs) against idle sockets",
+        "idle sockets",
+        "µs per round",
+        &[
+            (
+                "epoll".to_string(),
+                medians
+                    .iter()
+                    .map(|(i, e, _)| (*i as f64, e / 1000.0))
+                    .collect(),
+            ),
+            (
+                "poll(2)".to_string(),
+                medians
+                    .iter()
+                    .map(|(i, _, p)| (*i as f64, p / 1000.0))
+                    .collect(),
+            ),
+        ],
+    )?;
+
+    let (_, e_first, p_first) = medians[0];
+    let (_, e_last, p_last) = medians[medians.len() - 1];
+    let epoll_growth = e_last / e_first;
+    let poll_growth = p_last / p_first;
+    Ok(vec![
+        Goal {
+            name: "idle: epoll at 10,000 idle / at 10".into(),
+            wanted: "at most 1.2x".into(),
+            measured: ratio(epoll_growth),
+            met: epoll_growth <= 1.2,
+        },
+        Goal {
+            name: "idle: poll(2) at 10,000 idle / at 10".into(),
+            wanted: "growing (above 1.2x)".into(),
+            measured: ratio(poll_growth),
+            met: poll_growth > 1.2,
+        },
+    ])
+}

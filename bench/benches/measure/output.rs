@@ -1,0 +1,131 @@
+//! Writing what was measured: CSV data, Markdown tables, the machine, and
+//! the goals.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// One goal from the issue, measured: what it asks, the ratio, and whether
+/// the ratio meets it.
+#[derive(Debug, Clone)]
+pub struct Goal {
+    pub name: String,
+    pub wanted: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+impl std::fmt::Display for Goal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.met { "met" } else { "MISSED" };
+        write!(
+            f,
+            "{}: {} (wanted {}): {verdict}",
+            self.name, self.measured, self.wanted
+        )
+    }
+}
+
+/// Writes `rows` under `header` to `dir/name`, comma-separated.
+pub fn write_csv(dir: &Path, name: &str, header: &str, rows: &[String]) -> io::Result<()> {
+    let mut text = String::from(header);
+    text.push('\n');
+    for row in rows {
+        text.push_str(row);
+        text.push('\n');
+    }
+    fs::write(dir.join(name), text)
+}
+
+/// A Markdown table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut text = format!("| {} |\n|", header.join(" | "));
+    for _ in header {
+        text.push_str(" --- |");
+    }
+    text.push('\n');
+    for row in rows {
+        let _ = writeln!(text, "| {} |", row.join(" | "));
+    }
+    text
+}
+
+pub fn write_table(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    fs::write(dir.join(name), text)
+}
+
+pub fn write_goals(dir: &Path, goals: &[Goal]) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = goals
+        .iter()
+        .map(|goal| {
+            vec![
+                goal.name.clone(),
+                goal.wanted.clone(),
+                goal.measured.clone(),
+                if goal.met { "met" } else { "**missed**" }.to_string(),
+            ]
+        })
+        .collect();
+    write_table(
+        dir,
+        "goals.md",
+        &table(&["goal", "wanted", "measured", ""], &rows),
+    )
+}
+
+/// The machine and date the numbers were taken on.
+pub fn write_machine(dir: &Path, took: Duration) -> io::Result<()> {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_string())
+        .unwrap_or_default();
+    let memory = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .next()
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(String::from("unknown"), |kib| format!("{} GiB", kib >> 20));
+    let date = command_line("date", &["-u", "+%Y-%m-%d"]);
+    let commit = command_line("git", &["describe", "--always", "--dirty"]);
+    let rustc = command_line("rustc", &["--version"]);
+    let rows = vec![
+        vec!["date (UTC)".to_string(), date],
+        vec!["commit".to_string(), format!("`{commit}`")],
+        vec!["CPU".to_string(), format!("{cpu}, {cores} cores")],
+        vec!["memory".to_string(), memory],
+        vec!["kernel".to_string(), format!("Linux {kernel}")],
+        vec!["compiler".to_string(), rustc],
+        vec!["took".to_string(), format!("{:.0} s", took.as_secs_f64())],
+    ];
+    write_table(dir, "machine.md", &table(&["", ""], &rows))
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// `x` as a ratio with two decimals.
+pub fn ratio(x: f64) -> String {
+    format!("{x:.3}x")
+}

@@ -1,0 +1,137 @@
+//! Syscalls per response: each chapter's default demo (5 requests) under
+//! `strace -c -f`, against a delay server in this process so that only the
+//! client's calls are counted. What the program does to start and stop is
+//! measured once with `--help` and subtracted.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use d_ready_list::delay_server::DelayServer;
+
+use crate::output::{self, Goal};
+
+const CHAPTERS: [&str; 4] = ["a-epoll", "b-edge-triggered", "c-oneshot", "d-ready-list"];
+const RESPONSES: f64 = 5.0;
+
+/// The kinds shown, each with the syscalls counted under it.
+const KINDS: [(&str, &[&str]); 10] = [
+    ("epoll_wait", &["epoll_wait", "epoll_pwait", "epoll_pwait2"]),
+    ("epoll_ctl", &["epoll_ctl"]),
+    ("socket", &["socket"]),
+    ("connect", &["connect"]),
+    ("poll", &["poll", "ppoll"]),
+    ("getsockopt", &["getsockopt"]),
+    ("sendto (request)", &["sendto", "sendmsg"]),
+    ("recvfrom (response)", &["recvfrom", "recvmsg", "read"]),
+    ("write (stdout)", &["write"]),
+    ("close", &["close"]),
+];
+
+/// `strace -c` output: calls per syscall name.
+fn parse(summary: &str) -> BTreeMap<String, u64> {
+    let mut calls = BTreeMap::new();
+    for line in summary.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() < 5 {
+            continue;
+        }
+        let (Some(name), Ok(count)) = (words.last(), words[3].parse::<u64>()) else {
+            continue;
+        };
+        if *name != "total" {
+            calls.insert(name.to_string(), count);
+        }
+    }
+    calls
+}
+
+fn traced(program: &Path, args: &[&str], summary: &Path) -> io::Result<BTreeMap<String, u64>> {
+    let status = Command::new("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(summary)
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!(
+            "strace {} {args:?} failed: {status}",
+            program.display()
+        )));
+    }
+    Ok(parse(&fs::read_to_string(summary)?))
+}
+
+pub fn run(out: &Path, bins: &Path) -> io::Result<Vec<Goal>> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("syscalls: skipped, strace is not installed (apt-get install strace)");
+        return Ok(Vec::new());
+    }
+    let server = DelayServer::start()?;
+    let addr = server.addr().to_string();
+    let scratch = std::env::temp_dir().join(format!("measure-strace-{}", std::process::id()));
+    let mut rows = Vec::new();
+    let mut per_chapter = Vec::new();
+    for chapter in CHAPTERS {
+        let program = bins.join(chapter);
+        if !program.exists() {
+            return Err(io::Error::other(format!(
+                "{} is missing: build with cargo build --release --workspace --bins",
+                program.display()
+            )));
+        }
+        let startup = traced(&program, &["--help"], &scratch)?;
+        let demo = traced(&program, &["--addr", &addr], &scratch)?;
+        let mut counted = BTreeMap::new();
+        let mut other = 0.0;
+        for (name, calls) in &demo {
+            let net = calls.saturating_sub(startup.get(name).copied().unwrap_or(0)) as f64;
+            match KINDS
+                .iter()
+                .find(|(_, names)| names.contains(&name.as_str()))
+            {
+                Some((kind, _)) => *counted.entry(*kind).or_insert(0.0) += net,
+                None => other += net,
+            }
+        }
+        for (kind, _) in KINDS {
+            let calls = counted.get(kind).copied().unwrap_or(0.0);
+            rows.push(format!("{chapter},{kind},{:.1}", calls / RESPONSES));
+        }
+        rows.push(format!("{chapter},other,{:.1}", other / RESPONSES));
+        per_chapter.push((counted, other));
+    }
+    let _ = fs::remove_file(&scratch);
+    output::write_csv(out, "syscalls.csv", "chapter,syscall,per_response", &rows)?;
+
+    let mut table_rows = Vec::new();
+    for (kind, _) in KINDS
+        .iter()
+        .map(|(k, n)| (*k, *n))
+        .chain([("other", &[][..])])
+    {
+        let mut row = vec![kind.to_string()];
+        for (counted, other) in &per_chapter {
+            let calls = if kind == "other" {
+                *other
+            } else {
+                counted.get(kind).copied().unwrap_or(0.0)
+            };
+            row.push(format!("{:.1}", calls / RESPONSES));
+        }
+        table_rows.push(row);
+    }
+    let mut header = vec!["per response"];
+    header.extend(CHAPTERS);
+    let text = format!(
+        "{}\nThe default demo (5 requests), `strace -c -f`, less what `--help` makes; \
+         \"other\" is mostly threads starting and stopping.\n",
+        output::table(&header, &table_rows)
+    );
+    output::write_table(out, "syscalls.md", &text)?;
+    print!("{text}");
+    Ok(Vec::new())
+}
