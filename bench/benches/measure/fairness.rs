@@ -319,6 +319,7 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
         .unwrap_or(0);
     let growth = p99s[chapter4][1] / p99s[chapter4][0];
     Ok(vec![Goal {
+        measurement: "fairness",
         name: "fairness: chapter 4 p99 beside the endless sender / alone".into(),
         wanted: "at most 2x".into(),
         measured: ratio(growth),

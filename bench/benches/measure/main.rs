@@ -17,7 +17,6 @@ mod stats;
 mod syscalls;
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Where the data, tables and plots go.
 fn out_dir() -> PathBuf {
@@ -31,7 +30,7 @@ fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"))
 }
 
-const ALL: [&str; 5] = ["dispatch", "idle", "fairness", "syscalls", "scale"];
+pub const ALL: [&str; 5] = ["dispatch", "idle", "fairness", "syscalls", "scale"];
 
 fn main() {
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
@@ -61,7 +60,6 @@ fn main() {
     if let Err(error) = idle::raise_fd_limit() {
         fail(&format!("cannot raise the open-file limit: {error}"));
     }
-    let started = Instant::now();
     let mut goals = Vec::new();
     for name in &only {
         eprintln!("==> {name}");
@@ -78,7 +76,7 @@ fn main() {
             Err(error) => fail(&format!("{name}: {error}")),
         }
     }
-    if let Err(error) = output::write_machine(&out, started.elapsed()) {
+    if let Err(error) = output::write_machine(&out) {
         fail(&format!("cannot write machine.md: {error}"));
     }
     println!();
@@ -86,7 +84,7 @@ fn main() {
     for goal in &goals {
         println!("  {goal}");
     }
-    if let Err(error) = output::write_goals(&out, &goals) {
+    if let Err(error) = output::write_goals(&out, &only, &goals) {
         fail(&format!("cannot write goals.md: {error}"));
     }
 }

@@ -6,12 +6,13 @@ use std::fs;
 use std::io;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 /// One goal from the issue, measured: what it asks, the ratio, and whether
 /// the ratio meets it.
 #[derive(Debug, Clone)]
 pub struct Goal {
+    /// Which measurement checks it: `dispatch`, `idle`, ...
+    pub measurement: &'static str,
     pub name: String,
     pub wanted: String,
     pub measured: String,
@@ -57,27 +58,60 @@ pub fn write_table(dir: &Path, name: &str, text: &str) -> io::Result<()> {
     fs::write(dir.join(name), text)
 }
 
-pub fn write_goals(dir: &Path, goals: &[Goal]) -> io::Result<()> {
-    let rows: Vec<Vec<String>> = goals
+/// Writes the goals of this run to `goals.csv` and `goals.md`, keeping
+/// those of measurements that were not run this time (`--only`).
+pub fn write_goals(dir: &Path, ran: &[String], goals: &[Goal]) -> io::Result<()> {
+    let header = "measurement,goal,wanted,measured,met";
+    let kept: Vec<String> = fs::read_to_string(dir.join("goals.csv"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let measurement = line.split(',').next().unwrap_or_default();
+            !ran.iter().any(|name| name == measurement)
+        })
+        .map(str::to_string)
+        .collect();
+    let mut rows = kept;
+    // Goal texts are ours and have no commas, so plain CSV is enough.
+    rows.extend(goals.iter().map(|goal| {
+        format!(
+            "{},{},{},{},{}",
+            goal.measurement, goal.name, goal.wanted, goal.measured, goal.met
+        )
+    }));
+    let order = |row: &String| {
+        let measurement = row.split(',').next().unwrap_or_default();
+        crate::ALL.iter().position(|name| *name == measurement)
+    };
+    rows.sort_by_key(order);
+    write_csv(dir, "goals.csv", header, &rows)?;
+    let table_rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|goal| {
+        .map(|row| {
+            let fields: Vec<&str> = row.split(',').collect();
+            let verdict = if fields.get(4) == Some(&"true") {
+                "met"
+            } else {
+                "**missed**"
+            };
             vec![
-                goal.name.clone(),
-                goal.wanted.clone(),
-                goal.measured.clone(),
-                if goal.met { "met" } else { "**missed**" }.to_string(),
+                fields.get(1).copied().unwrap_or_default().to_string(),
+                fields.get(2).copied().unwrap_or_default().to_string(),
+                fields.get(3).copied().unwrap_or_default().to_string(),
+                verdict.to_string(),
             ]
         })
         .collect();
     write_table(
         dir,
         "goals.md",
-        &table(&["goal", "wanted", "measured", ""], &rows),
+        &table(&["goal", "wanted", "measured", ""], &table_rows),
     )
 }
 
 /// The machine and date the numbers were taken on.
-pub fn write_machine(dir: &Path, took: Duration) -> io::Result<()> {
+pub fn write_machine(dir: &Path) -> io::Result<()> {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -110,7 +144,6 @@ pub fn write_machine(dir: &Path, took: Duration) -> io::Result<()> {
         vec!["memory".to_string(), memory],
         vec!["kernel".to_string(), format!("Linux {kernel}")],
         vec!["compiler".to_string(), rustc],
-        vec!["took".to_string(), format!("{:.0} s", took.as_secs_f64())],
     ];
     write_table(dir, "machine.md", &table(&["", ""], &rows))
 }
