@@ -60,16 +60,16 @@ impl Contender {
     fn name(self) -> &'static str {
         match self {
             Contender::Chapter2 => "chapter 2",
-            Contender::Chapter3 => "chapter 3, 2 workers",
-            Contender::Chapter4Drain => "chapter 4, chapter 2's drain rule",
-            Contender::Chapter4 => "chapter 4, ready list",
+            Contender::Chapter3 => "chapter 3 (2 workers)",
+            Contender::Chapter4Drain => "chapter 4 with chapter 2's drain rule",
+            Contender::Chapter4 => "chapter 4 with its ready list",
         }
     }
 
     fn heavy(self) -> &'static str {
         match self {
-            Contender::Chapter2 | Contender::Chapter3 => "256 MiB body, kept",
-            Contender::Chapter4Drain | Contender::Chapter4 => "endless body, checksummed",
+            Contender::Chapter2 | Contender::Chapter3 => "256 MiB body (kept)",
+            Contender::Chapter4Drain | Contender::Chapter4 => "endless body (checksummed)",
         }
     }
 

@@ -32,6 +32,13 @@ impl std::fmt::Display for Goal {
 
 /// Writes `rows` under `header` to `dir/name`, comma-separated.
 pub fn write_csv(dir: &Path, name: &str, header: &str, rows: &[String]) -> io::Result<()> {
+    // Plain CSV, no quoting: a comma inside a field would shift the columns.
+    let columns = header.split(',').count();
+    if let Some(row) = rows.iter().find(|row| row.split(',').count() != columns) {
+        return Err(io::Error::other(format!(
+            "{name}: this row does not have {columns} fields: {row}"
+        )));
+    }
     let mut text = String::from(header);
     text.push('\n');
     for row in rows {
