@@ -4,7 +4,7 @@
 //! only difference is the code between the kernel and the handler.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::output::{self, Goal, ratio};
 use crate::plot;
 use crate::stats::median;
+use crate::sys;
 
 const PAIRS: usize = 256;
 const ROUNDS: usize = 400;
@@ -61,97 +62,67 @@ impl Pairs {
     }
 }
 
-fn epoll_add(epoll: RawFd, fd: RawFd, token: usize) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: FLAGS,
-        u64: token as u64,
-    };
-    // SAFETY: both fds are open for the call, and `event` is a live
-    // epoll_event that the kernel only reads.
-    let ret = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) };
-    if ret == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "a wait returned no events")
 }
 
-/// R rounds on chapter 4's `Poll` and `Events`.
+/// Times R rounds: each makes every socket readable, then calls `wait`
+/// until every socket has been handled. `wait` waits once, drains each
+/// socket it was told about, and says how many that was.
+fn time_rounds(
+    pairs: &Pairs,
+    mut wait: impl FnMut(&Pairs) -> io::Result<usize>,
+) -> io::Result<Duration> {
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        pairs.make_all_readable()?;
+        let mut handled = 0;
+        while handled < PAIRS {
+            match wait(pairs)? {
+                0 => return Err(timed_out()),
+                n => handled += n,
+            }
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// Chapter 4's `Poll` and `Events`.
 fn chapter4(pairs: &Pairs) -> io::Result<Duration> {
     use d_ready_list::{Events, Poll};
     let poll = Poll::new()?;
     for (token, reader) in pairs.readers.iter().enumerate() {
-        epoll_add(poll.as_fd().as_raw_fd(), reader.as_raw_fd(), token)?;
+        sys::epoll_add(poll.as_fd(), reader.as_fd(), token, FLAGS)?;
     }
     let mut events = Events::with_capacity(PAIRS);
     let limit = Some(Duration::from_millis(WAIT_LIMIT_MS as u64));
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        pairs.make_all_readable()?;
-        let mut handled = 0;
-        while handled < PAIRS {
-            poll.poll(&mut events, limit)?;
-            if events.is_empty() {
-                return Err(timed_out());
-            }
-            for event in events.iter() {
-                pairs.drain(event.token().0)?;
-                handled += 1;
-            }
+    time_rounds(pairs, |pairs| {
+        poll.poll(&mut events, limit)?;
+        for event in events.iter() {
+            pairs.drain(event.token().0)?;
         }
-    }
-    Ok(start.elapsed())
+        Ok(events.len())
+    })
 }
 
-/// R rounds straight on `libc::epoll_wait`: the floor.
+/// Straight on `libc::epoll_wait`: the floor.
 fn bare(pairs: &Pairs) -> io::Result<Duration> {
-    // SAFETY: epoll_create1 takes no pointers.
-    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if epoll == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd and nothing else owns it.
-    let epoll = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(epoll) };
+    let epoll = sys::epoll_create()?;
     for (token, reader) in pairs.readers.iter().enumerate() {
-        epoll_add(epoll.as_raw_fd(), reader.as_raw_fd(), token)?;
+        sys::epoll_add(epoll.as_fd(), reader.as_fd(), token, FLAGS)?;
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; PAIRS];
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        pairs.make_all_readable()?;
-        let mut handled = 0;
-        while handled < PAIRS {
-            // SAFETY: the buffer holds PAIRS entries, and the kernel writes
-            // at most that many.
-            let ready = unsafe {
-                libc::epoll_wait(
-                    epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    PAIRS as i32,
-                    WAIT_LIMIT_MS,
-                )
-            };
-            match ready {
-                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                -1 => return Err(io::Error::last_os_error()),
-                0 => return Err(timed_out()),
-                ready => {
-                    for event in &events[..ready as usize] {
-                        let token = event.u64;
-                        pairs.drain(token as usize)?;
-                        handled += 1;
-                    }
-                }
-            }
+    time_rounds(pairs, |pairs| {
+        let ready = sys::epoll_wait(epoll.as_fd(), &mut events, WAIT_LIMIT_MS)?;
+        for event in &events[..ready] {
+            let token = event.u64;
+            pairs.drain(token as usize)?;
         }
-    }
-    Ok(start.elapsed())
+        Ok(ready)
+    })
 }
 
-/// R rounds on mio, which registers `EPOLLIN | EPOLLRDHUP | EPOLLET` for
+/// mio, which registers `EPOLLIN | EPOLLRDHUP | EPOLLET` for
 /// `Interest::READABLE`.
 fn mio(pairs: &Pairs) -> io::Result<Duration> {
     use mio::unix::SourceFd;
@@ -165,25 +136,18 @@ fn mio(pairs: &Pairs) -> io::Result<Duration> {
     }
     let mut events = mio::Events::with_capacity(PAIRS);
     let limit = Some(Duration::from_millis(WAIT_LIMIT_MS as u64));
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        pairs.make_all_readable()?;
+    time_rounds(pairs, |pairs| {
+        poll.poll(&mut events, limit)?;
         let mut handled = 0;
-        while handled < PAIRS {
-            poll.poll(&mut events, limit)?;
-            if events.is_empty() {
-                return Err(timed_out());
-            }
-            for event in events.iter() {
-                pairs.drain(event.token().0)?;
-                handled += 1;
-            }
+        for event in events.iter() {
+            pairs.drain(event.token().0)?;
+            handled += 1;
         }
-    }
-    Ok(start.elapsed())
+        Ok(handled)
+    })
 }
 
-/// R rounds on `poll(2)`: no registration, the whole list every call.
+/// `poll(2)`: no registration, the whole list every call.
 fn poll2(pairs: &Pairs) -> io::Result<Duration> {
     let mut fds: Vec<libc::pollfd> = pairs
         .readers
@@ -194,30 +158,17 @@ fn poll2(pairs: &Pairs) -> io::Result<Duration> {
             revents: 0,
         })
         .collect();
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        pairs.make_all_readable()?;
+    time_rounds(pairs, |pairs| {
+        sys::poll(&mut fds, WAIT_LIMIT_MS)?;
         let mut handled = 0;
-        while handled < PAIRS {
-            // SAFETY: the pointer and length describe `fds`, which the
-            // kernel reads and writes (only `revents`) during the call.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, WAIT_LIMIT_MS) };
-            match ready {
-                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                -1 => return Err(io::Error::last_os_error()),
-                0 => return Err(timed_out()),
-                _ => {
-                    for (index, fd) in fds.iter().enumerate() {
-                        if fd.revents != 0 {
-                            pairs.drain(index)?;
-                            handled += 1;
-                        }
-                    }
-                }
+        for (index, fd) in fds.iter().enumerate() {
+            if fd.revents != 0 {
+                pairs.drain(index)?;
+                handled += 1;
             }
         }
-    }
-    Ok(start.elapsed())
+        Ok(handled)
+    })
 }
 
 pub fn run(out: &Path) -> io::Result<Vec<Goal>> {

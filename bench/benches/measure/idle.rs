@@ -13,6 +13,7 @@ use socket2::{Domain, Socket, Type};
 use crate::output::{self, Goal, ratio};
 use crate::plot;
 use crate::stats::median;
+use crate::sys;
 
 pub const IDLE: [usize; 4] = [10, 100, 1_000, 10_000];
 const REPEATS: usize = 5;
@@ -49,31 +50,14 @@ fn rounds(idle: usize) -> usize {
     (2_000_000 / (idle + 100)).clamp(200, 20_000)
 }
 
-fn one_round_trip(writer: &UnixStream, reader: &UnixStream) -> io::Result<()> {
-    (&*writer).write_all(b"x")?;
-    let mut byte = [0];
-    (&*reader).read_exact(&mut byte)?;
-    // Edge-triggered: read on to WouldBlock, as a real handler must.
-    match (&*reader).read(&mut byte) {
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
-        Ok(_) => Err(io::Error::other("an extra byte")),
-        Err(error) => Err(error),
-    }
-}
-
 fn epoll_rounds(idle: &[Socket], reader: &UnixStream, writer: &UnixStream) -> io::Result<Duration> {
     use d_ready_list::{Events, Poll};
     let poll = Poll::new()?;
     let flags = (libc::EPOLLIN | libc::EPOLLET) as u32;
     for (token, socket) in idle.iter().enumerate() {
-        add(poll.as_fd().as_raw_fd(), socket.as_raw_fd(), token, flags)?;
+        sys::epoll_add(poll.as_fd(), socket.as_fd(), token, flags)?;
     }
-    add(
-        poll.as_fd().as_raw_fd(),
-        reader.as_raw_fd(),
-        usize::MAX,
-        flags,
-    )?;
+    sys::epoll_add(poll.as_fd(), reader.as_fd(), usize::MAX, flags)?;
     let mut events = Events::with_capacity(16);
     let limit = Some(Duration::from_millis(WAIT_LIMIT_MS as u64));
     let rounds = rounds(idle.len());
@@ -104,9 +88,7 @@ fn poll_rounds(idle: &[Socket], reader: &UnixStream, writer: &UnixStream) -> io:
     let start = Instant::now();
     for _ in 0..rounds {
         (&*writer).write_all(b"x")?;
-        // SAFETY: the pointer and length describe `fds`, which the kernel
-        // reads and writes (only `revents`) during the call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, WAIT_LIMIT_MS) };
+        let ready = sys::poll(&mut fds, WAIT_LIMIT_MS)?;
         if ready != 1 || fds[idle.len()].revents & libc::POLLIN == 0 {
             return Err(io::Error::other("expected the active socket, alone"));
         }
@@ -128,23 +110,9 @@ fn drain_one(reader: &UnixStream) -> io::Result<()> {
     }
 }
 
-fn add(epoll: i32, fd: i32, token: usize, flags: u32) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: flags,
-        u64: token as u64,
-    };
-    // SAFETY: both fds are open for the call, and `event` is a live
-    // epoll_event that the kernel only reads.
-    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
     let (reader, writer) = UnixStream::pair()?;
     reader.set_nonblocking(true)?;
-    one_round_trip(&writer, &reader)?;
     let mut rows = Vec::new();
     let mut medians = Vec::new();
     for idle in IDLE {

@@ -14,6 +14,7 @@ mod output;
 mod plot;
 mod scale;
 mod stats;
+mod sys;
 mod syscalls;
 
 use std::path::PathBuf;

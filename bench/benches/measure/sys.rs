@@ -1,0 +1,76 @@
+//! The raw calls the contenders share: each wraps one libc call, turns -1
+//! into `io::Error`, and (for the waits) retries `EINTR`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes no pointers.
+    let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `fd` to `epoll` with exactly these flags, and `token` as its data.
+pub fn epoll_add(epoll: BorrowedFd, fd: BorrowedFd, token: usize, flags: u32) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: flags,
+        u64: token as u64,
+    };
+    // SAFETY: both fds are borrowed, so open, for the call, and `event` is
+    // a live epoll_event that the kernel only reads.
+    check(unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    })?;
+    Ok(())
+}
+
+/// One `epoll_wait` into `events`; how many it filled (0 on timeout).
+pub fn epoll_wait(
+    epoll: BorrowedFd,
+    events: &mut [libc::epoll_event],
+    timeout_ms: libc::c_int,
+) -> io::Result<usize> {
+    loop {
+        // SAFETY: the pointer and length describe `events`, and the kernel
+        // writes at most that many entries.
+        let ready = unsafe {
+            libc::epoll_wait(
+                epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                timeout_ms,
+            )
+        };
+        match check(ready) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            result => return result.map(|ready| ready as usize),
+        }
+    }
+}
+
+/// One `poll(2)` over `fds`; how many have events (0 on timeout).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    loop {
+        // SAFETY: the pointer and length describe `fds`, which the kernel
+        // reads and writes (only `revents`) during the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        match check(ready) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            result => return result.map(|ready| ready as usize),
+        }
+    }
+}
