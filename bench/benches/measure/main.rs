@@ -54,6 +54,7 @@ fn main() {
             )),
         }
     }
+    let commit = output::commit();
     let out = out_dir();
     if let Err(error) = std::fs::create_dir_all(&out) {
         fail(&format!("cannot create {}: {error}", out.display()));
@@ -77,7 +78,7 @@ fn main() {
             Err(error) => fail(&format!("{name}: {error}")),
         }
     }
-    if let Err(error) = output::write_machine(&out) {
+    if let Err(error) = output::write_machine(&out, &commit) {
         fail(&format!("cannot write machine.md: {error}"));
     }
     println!();

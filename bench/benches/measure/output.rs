@@ -118,7 +118,13 @@ pub fn write_goals(dir: &Path, ran: &[String], goals: &[Goal]) -> io::Result<()>
 }
 
 /// The machine and date the numbers were taken on.
-pub fn write_machine(dir: &Path) -> io::Result<()> {
+/// The commit being measured. Taken before anything is written: the run
+/// itself rewrites tracked files, which would make any tree look dirty.
+pub fn commit() -> String {
+    command_line("git", &["describe", "--always", "--dirty"])
+}
+
+pub fn write_machine(dir: &Path, commit: &str) -> io::Result<()> {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -142,7 +148,6 @@ pub fn write_machine(dir: &Path) -> io::Result<()> {
         })
         .map_or(String::from("unknown"), |kib| format!("{} GiB", kib >> 20));
     let date = command_line("date", &["-u", "+%Y-%m-%d"]);
-    let commit = command_line("git", &["describe", "--always", "--dirty"]);
     let rustc = command_line("rustc", &["--version"]);
     let rows = vec![
         vec!["date (UTC)".to_string(), date],
