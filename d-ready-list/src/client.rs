@@ -24,7 +24,8 @@ pub struct Config {
     pub addr: SocketAddr,
     pub paths: Vec<String>,
     pub deadline: Duration,
-    /// How many threads, each with its own `Poll` and its own connections.
+    /// How many threads, each with its own `Poll` and its own connections;
+    /// 0 counts as 1.
     pub workers: usize,
     /// Send every request on two connections; the first answer wins.
     pub hedge: bool,
@@ -114,9 +115,11 @@ pub const ENDLESS_PATH: &str = "/endless";
 // ANCHOR: run
 pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Error> {
     let start = Instant::now();
-    let mut workers = Vec::with_capacity(config.workers);
-    let mut wakers = Vec::with_capacity(config.workers);
-    for _ in 0..config.workers {
+    // Every request needs a worker to own it.
+    let threads = config.workers.max(1);
+    let mut workers = Vec::with_capacity(threads);
+    let mut wakers = Vec::with_capacity(threads);
+    for _ in 0..threads {
         let worker = Worker::new(start, config.budget).map_err(Error::Poll)?;
         wakers.push(Waker::new(worker.registry(), WAKER).map_err(Error::Poll)?);
         workers.push(worker);
@@ -124,7 +127,7 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
     // A request and its twin go to the same worker: only the thread that
     // owns a connection may close it.
     for (request, path) in config.paths.iter().enumerate() {
-        let worker = &mut workers[request % config.workers];
+        let worker = &mut workers[request % threads];
         if config.hedge {
             worker.open_hedged(config.addr, request, path)?;
         } else {
@@ -174,7 +177,7 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
     let summary = Summary {
         completed,
         elapsed: start.elapsed(),
-        threads: config.workers,
+        threads,
         stats,
     };
     report_summary(out, &summary)?;
