@@ -16,8 +16,9 @@ use crate::output::{self, Goal};
 const CHAPTERS: [&str; 4] = ["a-epoll", "b-edge-triggered", "c-oneshot", "d-ready-list"];
 const RESPONSES: f64 = 5.0;
 
-/// The kinds shown, each with the syscalls counted under it.
-const KINDS: [(&str, &[&str]); 10] = [
+/// The kinds shown, each with the syscalls counted under it. The last,
+/// with no names, takes every syscall the others do not.
+const KINDS: [(&str, &[&str]); 11] = [
     ("epoll_wait", &["epoll_wait", "epoll_pwait", "epoll_pwait2"]),
     ("epoll_ctl", &["epoll_ctl"]),
     ("socket", &["socket"]),
@@ -28,7 +29,9 @@ const KINDS: [(&str, &[&str]); 10] = [
     ("recvfrom (response)", &["recvfrom", "recvmsg", "read"]),
     ("write (stdout)", &["write"]),
     ("close", &["close"]),
+    ("other", &[]),
 ];
+const OTHER: usize = KINDS.len() - 1;
 
 /// `strace -c` output: calls per syscall name.
 fn parse(summary: &str) -> BTreeMap<String, u64> {
@@ -73,8 +76,8 @@ pub fn run(out: &Path, bins: &Path) -> io::Result<Vec<Goal>> {
     let server = DelayServer::start()?;
     let addr = server.addr().to_string();
     let scratch = std::env::temp_dir().join(format!("measure-strace-{}", std::process::id()));
-    let mut rows = Vec::new();
-    let mut per_chapter = Vec::new();
+    // Calls per response, by chapter, then by kind.
+    let mut per_chapter: Vec<[f64; KINDS.len()]> = Vec::new();
     for chapter in CHAPTERS {
         let program = bins.join(chapter);
         if !program.exists() {
@@ -85,45 +88,37 @@ pub fn run(out: &Path, bins: &Path) -> io::Result<Vec<Goal>> {
         }
         let startup = traced(&program, &["--help"], &scratch)?;
         let demo = traced(&program, &["--addr", &addr], &scratch)?;
-        let mut counted = BTreeMap::new();
-        let mut other = 0.0;
+        let mut counted = [0.0; KINDS.len()];
         for (name, calls) in &demo {
             let net = calls.saturating_sub(startup.get(name).copied().unwrap_or(0)) as f64;
-            match KINDS
+            let kind = KINDS
                 .iter()
-                .find(|(_, names)| names.contains(&name.as_str()))
-            {
-                Some((kind, _)) => *counted.entry(*kind).or_insert(0.0) += net,
-                None => other += net,
-            }
+                .position(|(_, names)| names.contains(&name.as_str()))
+                .unwrap_or(OTHER);
+            counted[kind] += net / RESPONSES;
         }
-        for (kind, _) in KINDS {
-            let calls = counted.get(kind).copied().unwrap_or(0.0);
-            rows.push(format!("{chapter},{kind},{:.1}", calls / RESPONSES));
-        }
-        rows.push(format!("{chapter},other,{:.1}", other / RESPONSES));
-        per_chapter.push((counted, other));
+        per_chapter.push(counted);
     }
     let _ = fs::remove_file(&scratch);
+
+    let mut rows = Vec::new();
+    for (chapter, counted) in CHAPTERS.iter().zip(&per_chapter) {
+        for ((kind, _), calls) in KINDS.iter().zip(counted) {
+            rows.push(format!("{chapter},{kind},{calls:.1}"));
+        }
+    }
     output::write_csv(out, "syscalls.csv", "chapter,syscall,per_response", &rows)?;
 
-    let mut table_rows = Vec::new();
-    for (kind, _) in KINDS
+    let table_rows: Vec<Vec<String>> = KINDS
         .iter()
-        .map(|(k, n)| (*k, *n))
-        .chain([("other", &[][..])])
-    {
-        let mut row = vec![kind.to_string()];
-        for (counted, other) in &per_chapter {
-            let calls = if kind == "other" {
-                *other
-            } else {
-                counted.get(kind).copied().unwrap_or(0.0)
-            };
-            row.push(format!("{:.1}", calls / RESPONSES));
-        }
-        table_rows.push(row);
-    }
+        .enumerate()
+        .map(|(kind, (name, _))| {
+            let calls = per_chapter
+                .iter()
+                .map(|counted| format!("{:.1}", counted[kind]));
+            std::iter::once(name.to_string()).chain(calls).collect()
+        })
+        .collect();
     let mut header = vec!["per response"];
     header.extend(CHAPTERS);
     let text = format!(
