@@ -37,6 +37,12 @@ pub enum Invalid {
     NotHttp(String),
     /// No blank line within the first `MAX_HEAD` bytes.
     HeadTooLong,
+    /// A `Content-Length` that is not plain digits, or two that disagree:
+    /// either way the body's end is unknown.
+    BadLength(String),
+    /// A body framed by `Transfer-Encoding` (chunked), which this client
+    /// does not decode; holds the header's value.
+    TransferEncoding(String),
 }
 
 impl fmt::Display for Invalid {
@@ -57,6 +63,13 @@ impl fmt::Display for Invalid {
             Invalid::HeadTooLong => {
                 write!(f, "malformed response: head longer than {MAX_HEAD} bytes")
             }
+            Invalid::BadLength(value) => {
+                write!(f, "malformed response: Content-Length {value:?}")
+            }
+            Invalid::TransferEncoding(value) => write!(
+                f,
+                "the server sent a body with Transfer-Encoding: {value}, which this client does not decode"
+            ),
         }
     }
 }
@@ -67,46 +80,92 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Parses everything received on a connection so far; `eof` says whether the
 /// peer has closed its side, which ends a body that has no `Content-Length`.
 pub fn parse(received: &[u8], eof: bool) -> Parsed {
+    let mut received = received;
+    loop {
+        let head = match parse_head(received, eof) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Parsed::Incomplete,
+            Err(invalid) => return Parsed::Invalid(invalid),
+        };
+        let body = &received[head.len..];
+        // A 1xx response (such as 103 Early Hints) is interim: the real one
+        // follows it on the same connection.
+        if (100..200).contains(&head.status) {
+            received = body;
+            continue;
+        }
+        return match head.content_length {
+            Some(expected) if body.len() >= expected => {
+                complete(head.status, &head.reason, &body[..expected])
+            }
+            Some(expected) if eof => Parsed::Invalid(Invalid::Truncated {
+                expected,
+                received: body.len(),
+            }),
+            None if eof => complete(head.status, &head.reason, body),
+            _ => Parsed::Incomplete,
+        };
+    }
+}
+
+/// A response's head: its status, and where and how its body is framed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub reason: String,
+    /// The head's length, blank line included: the body starts here.
+    pub len: usize,
+    pub content_length: Option<usize>,
+}
+
+/// The head at the start of `received`, once all of it has arrived.
+pub fn parse_head(received: &[u8], eof: bool) -> Result<Option<Head>, Invalid> {
     // Search only where a head may be: a large body is not searched again
     // each time more of it arrives.
     let head_area = &received[..received.len().min(MAX_HEAD + 4)];
     let Some(head_len) = find(head_area, b"\r\n\r\n") else {
         return if received.len() > MAX_HEAD {
-            Parsed::Invalid(Invalid::HeadTooLong)
+            Err(Invalid::HeadTooLong)
         } else if eof || !could_be_http(received) {
-            invalid_start(received)
+            Err(invalid_start(received))
         } else {
-            Parsed::Incomplete
+            Ok(None)
         };
     };
     let head = String::from_utf8_lossy(&received[..head_len]);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let Some((status, reason)) = parse_status_line(status_line) else {
-        return invalid_start(received);
+        return Err(invalid_start(received));
     };
     let mut content_length = None;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
-            return invalid_start(received);
+            return Err(invalid_start(received));
         };
-        if name.trim().eq_ignore_ascii_case("content-length") {
-            match value.trim().parse::<usize>() {
-                Ok(length) => content_length = Some(length),
-                Err(_) => return invalid_start(received),
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(Invalid::TransferEncoding(value.to_string()));
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            // Digits only: `parse` would also take "+5". A second header
+            // may repeat the first, but not contradict it.
+            let length = Some(value)
+                .filter(|value| !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|value| value.parse::<usize>().ok())
+                .ok_or_else(|| Invalid::BadLength(value.to_string()))?;
+            if content_length.is_some_and(|earlier| earlier != length) {
+                return Err(Invalid::BadLength(value.to_string()));
             }
+            content_length = Some(length);
         }
     }
-    let body = &received[head_len + 4..];
-    match content_length {
-        Some(expected) if body.len() >= expected => complete(status, reason, &body[..expected]),
-        Some(expected) if eof => Parsed::Invalid(Invalid::Truncated {
-            expected,
-            received: body.len(),
-        }),
-        None if eof => complete(status, reason, body),
-        _ => Parsed::Incomplete,
-    }
+    Ok(Some(Head {
+        status,
+        reason: reason.to_string(),
+        len: head_len + 4,
+        content_length,
+    }))
 }
 
 fn complete(status: u16, reason: &str, body: &[u8]) -> Parsed {
@@ -137,17 +196,17 @@ fn could_be_http(received: &[u8]) -> bool {
     received[..n] == START[..n]
 }
 
-fn invalid_start(received: &[u8]) -> Parsed {
+fn invalid_start(received: &[u8]) -> Invalid {
     if received.is_empty() || (could_be_http(received) && find(received, b"\r\n\r\n").is_none()) {
-        return Parsed::Invalid(Invalid::ClosedEarly {
+        return Invalid::ClosedEarly {
             received: received.len(),
-        });
+        };
     }
     let line = received
         .split(|&b| b == b'\r' || b == b'\n')
         .next()
         .unwrap_or_default();
-    Parsed::Invalid(Invalid::NotHttp(preview(line, 40)))
+    Invalid::NotHttp(preview(line, 40))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -229,6 +288,51 @@ mod tests {
             parse(bad_header, false),
             Parsed::Invalid(Invalid::NotHttp(_))
         ));
+    }
+
+    #[test]
+    fn interim_1xx_responses_are_skipped() {
+        let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+        assert_eq!(parse(hints, false), Parsed::Incomplete);
+        let both = [
+            &hints[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+        ]
+        .concat();
+        assert_eq!(parse(&both, false), ok("hi"));
+    }
+
+    #[test]
+    fn a_length_that_is_not_plain_digits_or_disagrees_is_rejected() {
+        for (value, head) in [
+            ("+5", "Content-Length: +5\r\n"),
+            ("-1", "Content-Length: -1\r\n"),
+            ("", "Content-Length:\r\n"),
+            ("7", "Content-Length: 5\r\nContent-Length: 7\r\n"),
+        ] {
+            let bytes = format!("HTTP/1.1 200 OK\r\n{head}\r\nhello!!");
+            assert_eq!(
+                parse(bytes.as_bytes(), false),
+                Parsed::Invalid(Invalid::BadLength(value.into())),
+                "{head:?}"
+            );
+        }
+        let repeated = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello";
+        assert_eq!(parse(repeated, false), ok("hello"));
+    }
+
+    #[test]
+    fn a_chunked_body_is_refused_not_shown_with_its_framing() {
+        let bytes = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        let parsed = parse(bytes, true);
+        assert_eq!(
+            parsed,
+            Parsed::Invalid(Invalid::TransferEncoding("chunked".into()))
+        );
+        let Parsed::Invalid(invalid) = parsed else {
+            unreachable!()
+        };
+        assert!(invalid.to_string().contains("does not decode"), "{invalid}");
     }
 
     #[test]
