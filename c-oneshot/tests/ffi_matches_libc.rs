@@ -2,7 +2,7 @@
 //! whatever target this runs on. A mismatch here would not fail to compile;
 //! it would corrupt events at run time.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_uint};
 use std::mem::{align_of, offset_of, size_of};
 
 use c_oneshot::ffi;
@@ -44,6 +44,9 @@ fn constants_equal_libcs() {
     assert_eq!(ffi::EPOLLHUP, libc::EPOLLHUP as u32);
     assert_eq!(ffi::EPOLLRDHUP, libc::EPOLLRDHUP as u32);
     assert_eq!(ffi::EPOLLET, libc::EPOLLET as u32);
+    assert_eq!(ffi::EPOLLONESHOT, libc::EPOLLONESHOT as u32);
+    assert_eq!(ffi::EFD_CLOEXEC, libc::EFD_CLOEXEC);
+    assert_eq!(ffi::EFD_NONBLOCK, libc::EFD_NONBLOCK);
 }
 
 /// Checked by the compiler: each function, ours and libc's, must coerce to
@@ -75,4 +78,8 @@ fn functions_have_libcs_signatures() {
     assert_eq!(ours.1 as usize, libcs.1 as usize);
     assert_eq!(ours.2 as usize, libcs.2 as usize);
     assert_eq!(ours.3 as usize, libcs.3 as usize);
+
+    type EventFd = unsafe extern "C" fn(c_uint, c_int) -> c_int;
+    let (ours, libcs): (EventFd, EventFd) = (ffi::eventfd, libc::eventfd);
+    assert_eq!(ours as usize, libcs as usize);
 }

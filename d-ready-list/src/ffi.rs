@@ -38,9 +38,10 @@ pub const EFD_NONBLOCK: c_int = 0o4000;
 // ANCHOR: epoll_event
 /// One entry of interest or of readiness.
 ///
-/// The kernel declares this struct packed on x86-64 only, a leftover from
-/// 32-bit x86 where a `u64` needs only 4-byte alignment. Packed, it is 12
-/// bytes with `data` at offset 4; elsewhere it is 16 bytes with `data` at 8.
+/// The kernel declares this struct packed on x86-64 only, so that it keeps
+/// the layout it has on 32-bit x86, where a `u64` needs only 4-byte
+/// alignment: 12 bytes with `data` at offset 4. On every other target it is
+/// 16 bytes with `data` at 8.
 /// Getting this wrong makes the kernel and Rust disagree on where every
 /// event after the first one starts.
 #[derive(Clone, Copy, Debug)]
