@@ -130,3 +130,36 @@ fn a_server_that_accepts_and_never_answers_exits_1_at_the_deadline() {
     assert_one_line_failure(&output, 1, "gave up after the 0.3 s deadline");
     drop(listener);
 }
+
+#[test]
+fn a_low_soft_limit_on_open_files_is_raised_to_the_hard_one() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through the pointer, which points
+    // at one.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(got, 0);
+    // 400 connections need 800 fds with the embedded server: over the soft
+    // limit we set, under the hard one (4096 or more on common desktops).
+    if limit.rlim_max < 1024 {
+        eprintln!(
+            "skipped: the hard limit on open files is {}",
+            limit.rlim_max
+        );
+        return;
+    }
+    let output = within(PATIENCE, "the program", || {
+        Command::new("sh")
+            .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_d-ready-list"))
+            .args(["-n", "400", "--scale", "0.001"])
+            .output()
+            .expect("run the program")
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("400 responses in "), "{stdout}");
+}
