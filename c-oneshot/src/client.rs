@@ -22,7 +22,7 @@ pub struct Config {
     pub addr: SocketAddr,
     pub paths: Vec<String>,
     pub deadline: Duration,
-    /// How many threads wait on the one `Poll`.
+    /// How many threads wait on the one `Poll`; 0 counts as 1.
     pub workers: usize,
 }
 
@@ -58,6 +58,8 @@ const EVENTS_CAPACITY: usize = 64;
 // ANCHOR: run
 pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Error> {
     let start = Instant::now();
+    // Someone has to wait for the answers.
+    let threads = config.workers.max(1);
     let poll = Poll::new().map_err(Error::Poll)?;
     let waker = Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?;
     let mut connections = Vec::with_capacity(config.paths.len());
@@ -82,7 +84,7 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
         rearms: AtomicUsize::new(0),
     };
     thread::scope(|scope| {
-        for _ in 0..config.workers {
+        for _ in 0..threads {
             scope.spawn(|| shared.worker());
         }
     });
@@ -94,7 +96,7 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
     let summary = Summary {
         completed,
         elapsed: start.elapsed(),
-        threads: config.workers,
+        threads,
         events: shared.events.into_inner(),
         rearms: shared.rearms.into_inner(),
     };

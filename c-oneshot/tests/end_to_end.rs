@@ -255,3 +255,26 @@ fn a_refused_connection_is_a_clear_error() {
         other => panic!("expected a refused connection, got {other:?}"),
     }
 }
+
+#[test]
+fn a_config_with_no_workers_runs_on_one() {
+    let server = DelayServer::start().expect("start delay server");
+    let config = Config {
+        workers: 0,
+        ..one_request(server.addr())
+    };
+    let summary = within(PATIENCE, "client run", move || {
+        client::run(&config, &mut Vec::new())
+    })
+    .expect("0 workers counts as 1");
+    assert_eq!((summary.completed.len(), summary.threads), (1, 1));
+}
+
+fn one_request(addr: std::net::SocketAddr) -> Config {
+    Config {
+        addr,
+        paths: vec!["/0/one".to_string()],
+        deadline: DEADLINE,
+        workers: WORKERS,
+    }
+}
