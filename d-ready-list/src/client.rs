@@ -86,6 +86,8 @@ pub struct Stats {
     pub ignored: usize,
     /// Hedged twins closed because the other answered first.
     pub twins_closed: usize,
+    /// Hedged connections that failed while their twin was still open.
+    pub twins_failed: usize,
     /// Body bytes read from the endless sender, and their CRC-32.
     pub endless_bytes: u64,
     pub endless_crc: u32,
@@ -98,6 +100,7 @@ impl Stats {
         self.turns += other.turns;
         self.ignored += other.ignored;
         self.twins_closed += other.twins_closed;
+        self.twins_failed += other.twins_failed;
         if other.endless_bytes > 0 {
             self.endless_bytes = other.endless_bytes;
             self.endless_crc = other.endless_crc;
@@ -337,7 +340,10 @@ impl Worker {
 
     /// Opens the endless sender's connection; it never counts as an answer.
     pub fn open_endless(&mut self, addr: SocketAddr, request: usize) -> Result<Token, Error> {
-        let body = Body::Checksum { crc: CRC32_INIT };
+        let body = Body::Checksum {
+            crc: CRC32_INIT,
+            head_checked: false,
+        };
         self.add(Connection::open(addr, request, ENDLESS_PATH, body)?)
     }
 
@@ -439,9 +445,13 @@ impl Worker {
                 continue;
             };
             self.stats.turns += 1;
-            let progress = connection
-                .work(self.budget)
-                .map_err(|problem| connection.error(problem))?;
+            let progress = match connection.work(self.budget) {
+                Ok(progress) => progress,
+                Err(problem) => {
+                    self.fail_one(token, problem)?;
+                    continue;
+                }
+            };
             match progress {
                 Progress::StillReady => self.ready_list.push_back(token),
                 Progress::Idle => {
@@ -485,6 +495,29 @@ impl Worker {
         })
     }
 
+    // ANCHOR: fail_one
+    /// A connection failed. If it has a twin still open, only this one is
+    /// closed: the twin may still answer, which is what hedging is for. The
+    /// request fails when its last connection does, naming both problems.
+    fn fail_one(&mut self, token: Token, problem: Problem) -> Result<(), Error> {
+        let mut failed = self.close(token)?.expect("the connection just failed");
+        let twin = failed.twin.and_then(|twin| self.connections.get_mut(twin));
+        match (twin, failed.twin_problem.take()) {
+            (Some(twin), _) => {
+                twin.twin = None;
+                twin.twin_problem = Some(problem);
+                self.stats.twins_failed += 1;
+                Ok(())
+            }
+            (None, Some(first)) => Err(failed.error(Problem::Hedged {
+                first: Box::new(first),
+                second: Box::new(problem),
+            })),
+            (None, None) => Err(failed.error(problem)),
+        }
+    }
+    // ANCHOR_END: fail_one
+
     /// Deregisters a connection, then closes it (the caller drops it), and
     /// marks its slot removed: any token for it, on the ready list or in a
     /// later wait, finds nothing. The slot is freed after the turn.
@@ -526,6 +559,8 @@ struct Connection {
     path: String,
     /// The other connection carrying the same request, when hedged.
     twin: Option<Token>,
+    /// Why the twin failed, if it did: this connection is the last hope.
+    twin_problem: Option<Problem>,
     connected: bool,
     bytes: Vec<u8>,
     sent: usize,
@@ -540,8 +575,9 @@ struct Connection {
 enum Body {
     /// Kept, until they make a whole response.
     Keep,
-    /// Checksummed and dropped: the endless body, which never ends.
-    Checksum { crc: u32 },
+    /// Checksummed and dropped: the endless body, which never ends. Its head
+    /// is kept until it is whole, to check that the server has `/endless`.
+    Checksum { crc: u32, head_checked: bool },
 }
 
 /// What a turn got done.
@@ -585,6 +621,7 @@ impl Connection {
             request,
             path: path.to_string(),
             twin: None,
+            twin_problem: None,
             connected: false,
             bytes: http::request(path, &addr.to_string()).into_bytes(),
             sent: 0,
@@ -615,7 +652,10 @@ impl Connection {
     /// One turn's work: send what the socket will take, then read at most
     /// what the budget allows.
     fn work(&mut self, budget: Budget) -> Result<Progress, Problem> {
-        if self.writable && self.sent < self.bytes.len() {
+        // Once connected, try to send on every turn while bytes remain: a
+        // connection kept on the ready list by its reads is not re-armed, so
+        // no writable event would tell it that the send buffer has room.
+        if self.sent < self.bytes.len() && (self.writable || self.connected) {
             self.send()?;
         }
         if !self.readable {
@@ -651,7 +691,7 @@ impl Connection {
             }
         }
         Ok(match self.body {
-            Body::Checksum { crc } => Progress::Checksummed {
+            Body::Checksum { crc, .. } => Progress::Checksummed {
                 bytes: checksummed,
                 crc,
             },
@@ -670,9 +710,20 @@ impl Connection {
             match self.stream.read(&mut buffer) {
                 Ok(0) => return Ok(Chunk::Eof),
                 Ok(n) => {
+                    let data = &buffer[..n];
                     match &mut self.body {
-                        Body::Keep => self.received.extend_from_slice(&buffer[..n]),
-                        Body::Checksum { crc } => *crc = crc32(*crc, &buffer[..n]),
+                        Body::Keep => self.received.extend_from_slice(data),
+                        Body::Checksum {
+                            crc,
+                            head_checked: true,
+                        } => *crc = crc32(*crc, data),
+                        Body::Checksum {
+                            head_checked: false,
+                            ..
+                        } => {
+                            self.received.extend_from_slice(data);
+                            self.check_endless_head()?;
+                        }
                     }
                     return Ok(Chunk::Data(n));
                 }
@@ -683,6 +734,26 @@ impl Connection {
                 Err(error) => return Err(Problem::Io(error)),
             }
         }
+    }
+
+    /// Once the endless body's head is whole: a server without `/endless`
+    /// answers something other than 200, and that is the error to report,
+    /// not the end of a body that never began. What came after the head is
+    /// the start of the body.
+    fn check_endless_head(&mut self) -> Result<(), Problem> {
+        let Some(head) = http::parse_head(&self.received, false).map_err(Problem::Response)? else {
+            return Ok(());
+        };
+        if head.status != 200 {
+            return Err(Problem::Status(head.status, head.reason));
+        }
+        let start = self.received.split_off(head.len);
+        self.received = Vec::new();
+        self.body = Body::Checksum {
+            crc: crc32(CRC32_INIT, &start),
+            head_checked: true,
+        };
+        Ok(())
     }
 
     /// The first writable event says the connect has *finished*, not that
@@ -788,6 +859,14 @@ fn report_summary(out: &mut impl Write, summary: &Summary) -> Result<(), Error> 
     if stats.twins_closed > 0 {
         writeln!(out, "{} hedged twins closed", stats.twins_closed).map_err(Error::Output)?;
     }
+    if stats.twins_failed > 0 {
+        writeln!(
+            out,
+            "{} hedged twins failed; their twins answered",
+            stats.twins_failed
+        )
+        .map_err(Error::Output)?;
+    }
     if stats.endless_bytes > 0 {
         writeln!(
             out,
@@ -834,6 +913,11 @@ pub enum Problem {
     Io(io::Error),
     Response(http::Invalid),
     Status(u16, String),
+    /// Both connections of a hedged request failed, in this order.
+    Hedged {
+        first: Box<Problem>,
+        second: Box<Problem>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -847,7 +931,16 @@ impl fmt::Display for Error {
                 request,
                 path,
                 problem,
-            } => write!(f, "request {request} (GET {path}): {problem}"),
+            } => {
+                write!(f, "request {request} (GET {path}): {problem}")?;
+                if path == ENDLESS_PATH && matches!(problem, Problem::Status(..)) {
+                    write!(
+                        f,
+                        " (--endless needs a server with /endless, such as the embedded one)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::Deadline { deadline, missing } => {
                 write!(f, "gave up after the {} s deadline", deadline.as_secs_f64())?;
                 match missing.as_slice() {
@@ -871,6 +964,9 @@ impl fmt::Display for Problem {
             Problem::Io(error) => write!(f, "{error}"),
             Problem::Response(invalid) => write!(f, "{invalid}"),
             Problem::Status(status, reason) => write!(f, "the server answered {status} {reason}"),
+            Problem::Hedged { first, second } => {
+                write!(f, "both connections failed: {first}; then {second}")
+            }
         }
     }
 }

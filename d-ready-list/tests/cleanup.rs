@@ -1,6 +1,7 @@
 //! The cleanup list: one batch holds events for both connections of a
 //! hedged request; handling the first answers the request and closes the
-//! second, whose event must then not be acted on.
+//! second, whose event must then not be acted on. And the other way round:
+//! a twin that fails closes only itself.
 
 mod support;
 
@@ -8,9 +9,9 @@ use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use d_ready_list::client::{Budget, Worker};
+use d_ready_list::client::{Budget, Error, Problem, Worker};
 use support::{PATIENCE, wait_until, within};
 
 /// Bytes sent but not yet acknowledged by the peer's kernel. At zero,
@@ -96,3 +97,100 @@ fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
     });
 }
 // ANCHOR_END: same_batch
+
+/// Accepts both connections of a hedged request and reads their requests.
+fn accept_twins(listener: &TcpListener, worker: &mut Worker) -> [TcpStream; 2] {
+    // Once both connections have been re-armed, each has sent its request.
+    let mut done = Vec::new();
+    while worker.stats().rearms < 2 {
+        worker.wait(Some(PATIENCE)).unwrap();
+        worker.turn(&mut done).unwrap();
+    }
+    let mut servers = [listener.accept().unwrap().0, listener.accept().unwrap().0];
+    for server in &mut servers {
+        read_head(server);
+    }
+    servers
+}
+
+/// Closes a server's end with a TCP reset instead of a FIN.
+fn reset(server: TcpStream) {
+    socket2::SockRef::from(&server)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
+// ANCHOR: failed_twin
+#[test]
+fn a_failed_twin_closes_only_itself_and_the_other_answers() {
+    within(PATIENCE, "failed-twin test", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
+        let (first, second) = worker
+            .open_hedged(listener.local_addr().unwrap(), 0, "/twin")
+            .unwrap();
+        let [broken, mut good] = accept_twins(&listener, &mut worker);
+
+        // One twin is reset: the request goes on, on the other one.
+        reset(broken);
+        let mut done = Vec::new();
+        while worker.stats().twins_failed == 0 {
+            worker.wait(Some(PATIENCE)).unwrap();
+            worker
+                .turn(&mut done)
+                .expect("one failed twin must not fail the run");
+        }
+        assert!(done.is_empty());
+        assert_eq!(worker.remaining(), 1);
+        assert_eq!(
+            usize::from(worker.is_open(first)) + usize::from(worker.is_open(second)),
+            1
+        );
+
+        good.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntwin")
+            .unwrap();
+        while done.is_empty() {
+            worker.wait(Some(PATIENCE)).unwrap();
+            worker.turn(&mut done).unwrap();
+        }
+        assert_eq!(done[0].body, b"twin");
+        assert_eq!(worker.remaining(), 0);
+        assert_eq!(worker.stats().twins_failed, 1);
+    });
+}
+// ANCHOR_END: failed_twin
+
+#[test]
+fn a_hedged_request_fails_only_when_both_twins_fail_naming_both() {
+    within(PATIENCE, "both-twins-fail test", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
+        worker
+            .open_hedged(listener.local_addr().unwrap(), 0, "/twin")
+            .unwrap();
+        let servers = accept_twins(&listener, &mut worker);
+        servers.into_iter().for_each(reset);
+        let mut done = Vec::new();
+        let error = loop {
+            worker.wait(Some(PATIENCE)).unwrap();
+            if let Err(error) = worker.turn(&mut done) {
+                break error;
+            }
+        };
+        assert!(done.is_empty());
+        match error {
+            Error::Request {
+                problem: Problem::Hedged { first, second },
+                ..
+            } => {
+                for problem in [*first, *second] {
+                    assert!(
+                        matches!(&problem, Problem::Io(e) if e.kind() == ErrorKind::ConnectionReset),
+                        "{problem:?}"
+                    );
+                }
+            }
+            other => panic!("expected both twins' problems, got {other:?}"),
+        }
+    });
+}

@@ -3,7 +3,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
 use std::time::Duration;
 
 use d_ready_list::cli;
@@ -274,5 +274,73 @@ fn a_refused_connection_is_a_clear_error() {
             ..
         } => assert_eq!(source.kind(), ErrorKind::ConnectionRefused),
         other => panic!("expected a refused connection, got {other:?}"),
+    }
+}
+
+#[test]
+fn endless_against_a_server_without_it_says_so() {
+    // A server that has no /endless, and never answers anything else.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            if head.starts_with(b"GET /endless ") {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nNot Found");
+            }
+            held.push(stream);
+        }
+        held
+    });
+    let config = Config {
+        addr,
+        paths: vec!["/0/never".to_string()],
+        deadline: DEADLINE,
+        workers: 1,
+        hedge: false,
+        endless: true,
+        budget: Budget::default(),
+    };
+    let result = within(PATIENCE, "client run", move || {
+        client::run(&config, &mut Vec::new())
+    });
+    let message = result.expect_err("there is no /endless").to_string();
+    assert!(
+        message.contains("404 Not Found") && message.contains("needs a server with /endless"),
+        "{message}"
+    );
+    drop(server.join().unwrap());
+}
+
+#[test]
+fn a_config_with_no_workers_runs_on_one() {
+    let server = DelayServer::start().expect("start delay server");
+    let config = Config {
+        workers: 0,
+        ..one_request(server.addr())
+    };
+    let summary = within(PATIENCE, "client run", move || {
+        client::run(&config, &mut Vec::new())
+    })
+    .expect("0 workers counts as 1");
+    assert_eq!((summary.completed.len(), summary.threads), (1, 1));
+}
+
+fn one_request(addr: std::net::SocketAddr) -> Config {
+    Config {
+        addr,
+        paths: vec!["/0/one".to_string()],
+        deadline: DEADLINE,
+        workers: WORKERS,
+        hedge: false,
+        endless: false,
+        budget: Budget::default(),
     }
 }
