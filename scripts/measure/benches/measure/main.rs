@@ -4,7 +4,7 @@
 //! data goes to `book/src/measurements/` as CSV, with a Markdown table and
 //! an SVG plot drawn from it, for the book's Measurements appendix.
 //!
-//! Usage: cargo bench -p bench --bench measure -- [--only NAME,...]
+//! Usage: cargo bench -p measure --bench measure -- [--only NAME,...]
 //!   NAME: dispatch, idle, fairness, syscalls, scale (default: all)
 
 mod dispatch;
@@ -21,14 +21,14 @@ use std::path::PathBuf;
 
 /// Where the data, tables and plots go.
 fn out_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../book/src/measurements")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../book/src/measurements")
 }
 
 /// Where `scripts/bench` built the chapters' release binaries.
 fn bin_dir() -> PathBuf {
     std::env::var_os("CHAPTER_BINS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release"))
 }
 
 pub const ALL: [&str; 5] = ["dispatch", "idle", "fairness", "syscalls", "scale"];
