@@ -150,8 +150,10 @@ impl<W: Write + Send> Shared<'_, W> {
             }
         }
     }
-    // ANCHOR_END: shared
+}
+// ANCHOR_END: shared
 
+impl<W: Write + Send> Shared<'_, W> {
     // ANCHOR: handle
     fn handle(&self, event: &Event) -> Result<(), Error> {
         self.events.fetch_add(1, Ordering::Relaxed);
@@ -298,8 +300,10 @@ impl Connection {
         }
         Ok(None)
     }
-    // ANCHOR_END: connection
+}
+// ANCHOR_END: connection
 
+impl Connection {
     // ANCHOR: send
     /// The first writable event says the connect has *finished*, not that
     /// it worked: `SO_ERROR` says which. Then write until the request is

@@ -231,8 +231,10 @@ impl<W: Write + Send> Shared<'_, W> {
         }
         (worker.stats, worker.missing())
     }
-    // ANCHOR_END: shared
+}
+// ANCHOR_END: shared
 
+impl<W: Write + Send> Shared<'_, W> {
     fn report(&self, completed: Completed) -> Result<(), Error> {
         let mut report_lock = lock(&self.report);
         let (out, list) = &mut *report_lock;
