@@ -487,9 +487,10 @@ impl Worker {
         })
     }
 
-    /// Deregisters a connection, then closes it (the caller drops it), and
-    /// marks its slot removed: any token for it, on the ready list or in a
-    /// later wait, finds nothing. The slot is freed after the turn.
+    /// Deregisters a connection, then marks its slot removed, so that any
+    /// token for it, on the ready list or in a later wait, finds nothing,
+    /// and returns it: its fd is closed when the caller drops it. The slot
+    /// is freed after the turn.
     fn close(&mut self, token: Token) -> Result<Option<Connection>, Error> {
         let Some(connection) = self.connections.get(token) else {
             return Ok(None);
