@@ -152,8 +152,10 @@ impl Connection {
         };
         self.parse(eof)
     }
-    // ANCHOR_END: connection
+}
+// ANCHOR_END: connection
 
+impl Connection {
     fn parse(&self, eof: bool) -> Result<Option<Response>, Problem> {
         match http::parse(&self.received, eof) {
             Parsed::Incomplete => Ok(None),

@@ -166,8 +166,10 @@ impl Connection {
         }
         Ok(None)
     }
-    // ANCHOR_END: connection
+}
+// ANCHOR_END: connection
 
+impl Connection {
     // ANCHOR: send
     /// The first writable event says the connect has *finished*, not that
     /// it worked: `SO_ERROR` says which. Then write until the request is

@@ -4,8 +4,11 @@
 //! Read it top to bottom: [`ffi`] declares the kernel's interface by hand,
 //! `poll` wraps it in a small mio-shaped API ([`Poll`], [`Registry`],
 //! [`Token`], [`Interest`], [`Events`], [`Event`]), and [`client`] is the
-//! program built on it. [`delay_server`], [`http`] and [`cli`] are support
-//! code, the same in every chapter.
+//! program built on it. [`delay_server`] and [`http`] are support code,
+//! the same file, byte for byte, in every chapter. [`cli`], the command
+//! line, is support code too, but not the same everywhere: this
+//! chapter's is chapter 1's, unchanged; chapter 3 adds `--workers`, and
+//! chapter 4 adds `--hedge` and `--endless`.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

@@ -111,9 +111,11 @@ impl Poll {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
-    // ANCHOR_END: poll
+}
+// ANCHOR_END: poll
 
-    // ANCHOR: wait
+// ANCHOR: wait
+impl Poll {
     /// Waits until at least one registered source is ready or `timeout` has
     /// passed (`None` waits for ever), and fills `events` with what is ready.
     /// An empty `events` after `Ok` means the timeout passed.

@@ -37,7 +37,8 @@ pub const MAX_WORKERS: usize = 64;
 
 pub const HELP: &str = "\
 Sends N requests to a delay server, with decreasing delays, and prints each
-response the moment it is complete: one thread waits on all of them at once.
+response the moment it is complete: a pool of worker threads waits on all
+of them at once, every thread on the same epoll.
 
 Usage: cargo run -p <chapter> -- [OPTIONS]
 

@@ -109,10 +109,12 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
 /// The waker's token; connections use their index.
 const WAKER: Token = Token(usize::MAX);
 
-/// What the workers share. Each connection has a lock of its own, and
-/// one-shot keeps it uncontended: only the thread that got the
-/// connection's one event touches it. The lock is how the compiler learns
-/// what one-shot promises.
+/// What the workers share. Each connection has a lock of its own. One-shot
+/// makes sure two threads never work on one connection at once: only the
+/// thread that got the connection's one event handles it, until it is
+/// re-armed. The lock is how the compiler learns that. It can be contended
+/// only briefly: `handle` re-arms while still holding it, so another worker
+/// that takes the next event at once waits for the unlock.
 struct Shared<'a, W> {
     config: &'a Config,
     start: Instant,
@@ -152,8 +154,10 @@ impl<W: Write + Send> Shared<'_, W> {
             }
         }
     }
-    // ANCHOR_END: shared
+}
+// ANCHOR_END: shared
 
+impl<W: Write + Send> Shared<'_, W> {
     // ANCHOR: handle
     fn handle(&self, event: &Event) -> Result<(), Error> {
         self.events.fetch_add(1, Ordering::Relaxed);
@@ -300,8 +304,10 @@ impl Connection {
         }
         Ok(None)
     }
-    // ANCHOR_END: connection
+}
+// ANCHOR_END: connection
 
+impl Connection {
     // ANCHOR: send
     /// The first writable event says the connect has *finished*, not that
     /// it worked: `SO_ERROR` says which. Then write until the request is

@@ -95,7 +95,9 @@ fn level_triggered_wakes_every_waiting_thread_for_one_ready_socket() {
 
         send(&theirs, b"x");
         // The first thread takes the event; a level-triggered fd goes back
-        // on the ready list, which wakes the next waiter, which takes it too.
+        // on the ready list, which wakes the next waiter. Nobody reads, so
+        // the fd is still ready when that waiter looks, and it takes the
+        // event too.
         // EPOLLEXCLUSIVE changes nothing here: it is about several epoll
         // instances waiting on one fd, not several threads on one epoll.
         for _ in 0..2 {

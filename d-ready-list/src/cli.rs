@@ -43,7 +43,9 @@ pub const MAX_WORKERS: usize = 64;
 
 pub const HELP: &str = "\
 Sends N requests to a delay server, with decreasing delays, and prints each
-response the moment it is complete: one thread waits on all of them at once.
+response the moment it is complete: the requests are shared out among
+worker threads, and each thread waits on all of its own at once, on an
+epoll of its own.
 
 Usage: cargo run -p <chapter> -- [OPTIONS]
 

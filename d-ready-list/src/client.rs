@@ -234,8 +234,10 @@ impl<W: Write + Send> Shared<'_, W> {
         }
         (worker.stats, worker.missing())
     }
-    // ANCHOR_END: shared
+}
+// ANCHOR_END: shared
 
+impl<W: Write + Send> Shared<'_, W> {
     fn report(&self, completed: Completed) -> Result<(), Error> {
         let mut report_lock = lock(&self.report);
         let (out, list) = &mut *report_lock;
@@ -518,9 +520,10 @@ impl Worker {
     }
     // ANCHOR_END: fail_one
 
-    /// Deregisters a connection, then closes it (the caller drops it), and
-    /// marks its slot removed: any token for it, on the ready list or in a
-    /// later wait, finds nothing. The slot is freed after the turn.
+    /// Deregisters a connection, then marks its slot removed, so that any
+    /// token for it, on the ready list or in a later wait, finds nothing,
+    /// and returns it: its fd is closed when the caller drops it. The slot
+    /// is freed after the turn.
     fn close(&mut self, token: Token) -> Result<Option<Connection>, Error> {
         let Some(connection) = self.connections.get(token) else {
             return Ok(None);

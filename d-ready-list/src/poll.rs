@@ -114,16 +114,20 @@ impl Poll {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
-    // ANCHOR_END: poll
+}
+// ANCHOR_END: poll
 
-    // ANCHOR: wait
+// ANCHOR: wait
+impl Poll {
     /// Waits until at least one registered source is ready or `timeout` has
     /// passed (`None` waits for ever), and fills `events` with what is ready.
     /// An empty `events` after `Ok` means the timeout passed.
     ///
     /// `&self`: any number of threads may wait at once, each with its own
-    /// `Events`. The kernel hands each ready fd to one of them, and one-shot
-    /// registration keeps it from handing it to another until it is re-armed.
+    /// `Events`. A one-shot registration (what `register` and `reregister`
+    /// make) hands its fd's event to one of them, and to no other until it
+    /// is re-armed; a level-triggered fd left ready, like the waker's, can
+    /// be handed to each of them.
     pub fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         // A signal can end epoll_wait early with EINTR (even without a handler,
         // if the process is stopped and continued). That is not a failure, so
@@ -248,8 +252,9 @@ impl Registry {
 /// Wakes every thread waiting on a `Poll`, for good: how a pool of workers
 /// is told to stop. An eventfd that, once written, stays readable, and is
 /// registered level-triggered and without one-shot, the one registration
-/// that is. Here the herd is what we want: every waiting thread wakes and
-/// sees it, and so does every later wait.
+/// that is. Here the thundering herd is what we want: every waiting thread
+/// wakes and sees it, and so does every later wait. (Named after mio's
+/// `Waker`; it is not `std::task::Waker`, which wakes an async task.)
 #[derive(Debug)]
 pub struct Waker {
     eventfd: File,

@@ -41,7 +41,7 @@ fn a_socket_on_a_reused_fd_and_slot_receives_no_stale_event() {
     let batch: Vec<Token> = events.iter().map(|event| event.token()).collect();
     assert_eq!(BTreeSet::from_iter(batch.clone()), BTreeSet::from([a, b]));
 
-    // Handling one of them closes B: deregister, close, mark removed.
+    // Handling one of them closes B: deregister, mark removed, close.
     let b_fd = connections.get(b).unwrap().as_raw_fd();
     poll.registry()
         .deregister(connections.get(b).unwrap())
