@@ -284,3 +284,81 @@ fn a_timeout_too_long_for_epoll_is_clamped_not_refused() {
 fn an_events_buffer_cannot_be_empty() {
     let _ = Events::with_capacity(0);
 }
+
+// ANCHOR: cloexec
+#[test]
+fn a_child_process_after_exec_inherits_no_epoll_fd() {
+    use std::os::fd::{AsFd, AsRawFd};
+    let poll = Poll::new().unwrap();
+    let fd = poll.as_fd().as_raw_fd();
+    // The shell reads its own fd table: what a program we start would get.
+    let output = std::process::Command::new("sh")
+        .args(["-c", &format!("readlink /proc/$$/fd/{fd} || true")])
+        .output()
+        .expect("run sh");
+    let seen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !seen.contains("eventpoll"),
+        "the child has our epoll fd {fd}: {seen}"
+    );
+}
+// ANCHOR_END: cloexec
+
+// ANCHOR: small_events
+#[test]
+fn an_events_buffer_smaller_than_the_ready_set_loses_nothing() {
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(2);
+    let pairs: Vec<_> = (0..5).map(|_| pair()).collect();
+    for (i, (ours, theirs)) in pairs.iter().enumerate() {
+        poll.registry()
+            .register(ours, Token(i), Interest::READABLE)
+            .unwrap();
+        send(theirs, b"x");
+    }
+    // The rest stay on the kernel's ready list for the next wait.
+    let mut seen = BTreeSet::new();
+    for _ in 0..5 {
+        let ready = ready_now(&mut poll, &mut events);
+        assert!(ready.len() <= 2, "{ready:?}");
+        seen.extend(ready.iter().map(Event::token));
+    }
+    assert_eq!(seen, (0..5).map(Token).collect::<BTreeSet<_>>());
+}
+// ANCHOR_END: small_events
+
+// ANCHOR: duplicated_fd
+#[test]
+fn a_duplicated_fd_keeps_its_registration_after_close_unless_deregistered_first() {
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+
+    // The pitfall: close one fd of a socket that has another. epoll watches
+    // the socket, not the number, so the registration lives on.
+    let (ours, theirs) = pair();
+    let duplicate = ours.try_clone().unwrap();
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    drop(ours);
+    send(&theirs, b"x");
+    let ready = wait(&mut poll, &mut events);
+    assert_eq!(
+        ready.iter().map(Event::token).collect::<Vec<_>>(),
+        [Token(1)]
+    );
+    drop(duplicate);
+
+    // The fix: deregister first, then close.
+    let (ours, theirs) = pair();
+    let duplicate = ours.try_clone().unwrap();
+    poll.registry()
+        .register(&ours, Token(2), Interest::READABLE)
+        .unwrap();
+    poll.registry().deregister(&ours).unwrap();
+    drop(ours);
+    send(&theirs, b"x");
+    assert!(ready_now(&mut poll, &mut events).is_empty());
+    drop(duplicate);
+}
+// ANCHOR_END: duplicated_fd

@@ -1,7 +1,8 @@
 //! The cleanup list: one batch holds events for both connections of a
 //! hedged request; handling the first answers the request and closes the
 //! second, whose event must then not be acted on. And the other way round:
-//! a twin that fails closes only itself.
+//! a twin that fails closes only itself. Last, the ready list's order: one
+//! turn each, round robin.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use d_ready_list::client::{Budget, Error, Problem, Worker};
+use d_ready_list::client::{Budget, Error, Problem, READ_CHUNK, Worker};
 use support::{PATIENCE, wait_until, within};
 
 /// Bytes sent but not yet acknowledged by the peer's kernel. At zero,
@@ -194,3 +195,52 @@ fn a_hedged_request_fails_only_when_both_twins_fail_naming_both() {
         }
     });
 }
+
+// ANCHOR: round_robin
+#[test]
+fn ready_connections_take_turns_in_order_one_read_each() {
+    within(PATIENCE, "round-robin test", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::Reads(1)).unwrap();
+        for request in 0..3 {
+            worker.open(addr, request, "/turns").unwrap();
+        }
+        let mut done = Vec::new();
+        while worker.stats().rearms < 3 {
+            worker.wait(Some(PATIENCE)).unwrap();
+            worker.turn(&mut done).unwrap();
+        }
+        // Each answer is exactly three reads long, and all of it is waiting
+        // before the worker looks.
+        let total = 3 * READ_CHUNK;
+        let mut body = total;
+        let head = loop {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body}\r\n\r\n");
+            if head.len() + body == total {
+                break head;
+            }
+            body = total - head.len();
+        };
+        let mut servers: Vec<TcpStream> = (0..3).map(|_| listener.accept().unwrap().0).collect();
+        for server in &mut servers {
+            read_head(server);
+            server.write_all(head.as_bytes()).unwrap();
+            server.write_all(&vec![b'r'; body]).unwrap();
+        }
+        wait_until(PATIENCE, "every answer acknowledged", || {
+            servers.iter().all(|server| unacknowledged(server) == 0)
+        });
+        worker.wait(Some(PATIENCE)).unwrap();
+        assert_eq!(worker.ready_list().len(), 3);
+
+        // Round robin: nobody gets a second read before everyone got a
+        // first, so all three finish in the third turn, none sooner.
+        for turn in 1..=3 {
+            worker.turn(&mut done).unwrap();
+            let expected = if turn < 3 { 0 } else { 3 };
+            assert_eq!(done.len(), expected, "after turn {turn}");
+        }
+    });
+}
+// ANCHOR_END: round_robin

@@ -194,3 +194,51 @@ fn after_an_interrupted_wait_the_timeout_still_ends_it() {
         "returned after {elapsed:?}"
     );
 }
+
+// ANCHOR: signal_stream
+#[test]
+fn under_a_steady_stream_of_signals_the_wait_still_ends_on_time() {
+    // SAFETY: as in the handler test above: a zeroed sigaction is valid, and
+    // the handler only touches an atomic.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let mut poll = Poll::new().unwrap();
+    let timeout = Duration::from_millis(300);
+    let waiter = blocked_waiter(move || {
+        let mut events = Events::with_capacity(8);
+        let start = Instant::now();
+        poll.poll(&mut events, Some(timeout))
+            .map(|()| start.elapsed())
+    });
+    // A signal every 20 ms, each one shorter than the timeout: a wait that
+    // starts the whole timeout again after each one never ends while they
+    // come. They stop after 5 s at the latest, so the test cannot hang.
+    let streaming = Instant::now();
+    let elapsed = loop {
+        // SAFETY: the thread has not been joined, so its pthread_t is valid
+        // (a thread that has returned keeps it until it is joined).
+        let sent = unsafe { libc::pthread_kill(waiter.thread.as_pthread_t(), libc::SIGUSR1) };
+        assert_eq!(sent, 0);
+        match waiter.answer.recv_timeout(Duration::from_millis(20)) {
+            Ok(result) => break result.expect("poll must not fail with EINTR"),
+            Err(_) if streaming.elapsed() > Duration::from_secs(5) => {
+                panic!("the wait did not end within 5 s of signals")
+            }
+            Err(_) => {}
+        }
+    };
+    waiter.thread.join().unwrap();
+    assert!(elapsed >= timeout, "returned early, after {elapsed:?}");
+    // Generous, for a loaded machine; the broken retry takes the full 5 s.
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "took {elapsed:?} for a {timeout:?} timeout"
+    );
+}
+// ANCHOR_END: signal_stream
