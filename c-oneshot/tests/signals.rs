@@ -208,7 +208,7 @@ fn under_a_steady_stream_of_signals_the_wait_still_ends_on_time() {
             0
         );
     }
-    let mut poll = Poll::new().unwrap();
+    let poll = Poll::new().unwrap();
     let timeout = Duration::from_millis(300);
     let waiter = blocked_waiter(move || {
         let mut events = Events::with_capacity(8);

@@ -307,7 +307,7 @@ fn a_child_process_after_exec_inherits_no_epoll_fd() {
 // ANCHOR: small_events
 #[test]
 fn an_events_buffer_smaller_than_the_ready_set_loses_nothing() {
-    let mut poll = Poll::new().unwrap();
+    let poll = Poll::new().unwrap();
     let mut events = Events::with_capacity(2);
     let pairs: Vec<_> = (0..5).map(|_| pair()).collect();
     for (i, (ours, theirs)) in pairs.iter().enumerate() {
@@ -319,7 +319,7 @@ fn an_events_buffer_smaller_than_the_ready_set_loses_nothing() {
     // The rest stay on the kernel's ready list for the next wait.
     let mut seen = BTreeSet::new();
     for _ in 0..5 {
-        let ready = ready_now(&mut poll, &mut events);
+        let ready = ready_now(&poll, &mut events);
         assert!(ready.len() <= 2, "{ready:?}");
         seen.extend(ready.iter().map(Event::token));
     }
@@ -330,7 +330,7 @@ fn an_events_buffer_smaller_than_the_ready_set_loses_nothing() {
 // ANCHOR: duplicated_fd
 #[test]
 fn a_duplicated_fd_keeps_its_registration_after_close_unless_deregistered_first() {
-    let mut poll = Poll::new().unwrap();
+    let poll = Poll::new().unwrap();
     let mut events = Events::with_capacity(8);
 
     // The pitfall: close one fd of a socket that has another. epoll watches
@@ -342,7 +342,7 @@ fn a_duplicated_fd_keeps_its_registration_after_close_unless_deregistered_first(
         .unwrap();
     drop(ours);
     send(&theirs, b"x");
-    let ready = wait(&mut poll, &mut events);
+    let ready = wait(&poll, &mut events);
     assert_eq!(
         ready.iter().map(Event::token).collect::<Vec<_>>(),
         [Token(1)]
@@ -358,7 +358,7 @@ fn a_duplicated_fd_keeps_its_registration_after_close_unless_deregistered_first(
     poll.registry().deregister(&ours).unwrap();
     drop(ours);
     send(&theirs, b"x");
-    assert!(ready_now(&mut poll, &mut events).is_empty());
+    assert!(ready_now(&poll, &mut events).is_empty());
     drop(duplicate);
 }
 // ANCHOR_END: duplicated_fd
