@@ -183,7 +183,9 @@ pub const BREAKS: &[Break] = &[
         replace: "    interest.0 | ffi::EPOLLET\n",
         mistake: "forgetting `EPOLLONESHOT`",
         claim: "after one event an fd reports nothing until it is re-armed",
-        tests: &["readiness::one_event_disarms_the_fd_until_it_is_rearmed_and_rearming_reports_unread_data"],
+        tests: &[
+            "readiness::one_event_disarms_the_fd_until_it_is_rearmed_and_rearming_reports_unread_data",
+        ],
     },
     Break {
         id: "no-rearm",

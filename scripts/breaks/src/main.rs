@@ -37,9 +37,9 @@ fn main() -> ExitCode {
         ["check", chapters @ ..] => check(chapters),
         ["markdown", dir] => markdown(Path::new(dir)),
         [chapter, id] => one(chapter, id),
-        _ => Err(format!(
-            "usage: scripts/break list | CHAPTER ID | check [CHAPTER...] | markdown DIR"
-        )),
+        _ => {
+            Err("usage: scripts/break list | CHAPTER ID | check [CHAPTER...] | markdown DIR".into())
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -74,11 +74,16 @@ fn one(chapter: &str, id: &str) -> Result<bool, String> {
     scratch.restore(b, &original)?;
     match outcome? {
         Outcome::Passed => {
-            println!("\nThe tests passed: this break no longer breaks the claim. Please report it.");
+            println!(
+                "\nThe tests passed: this break no longer breaks the claim. Please report it."
+            );
             Ok(false)
         }
         Outcome::Failed | Outcome::TimedOut => {
-            println!("\nThe tests failed, as they must: the claim \"{}\" no longer holds.", b.claim);
+            println!(
+                "\nThe tests failed, as they must: the claim \"{}\" no longer holds.",
+                b.claim
+            );
             println!("Your checkout is untouched; the change lived in target/breaks/work.");
             Ok(true)
         }
@@ -107,10 +112,17 @@ fn check(only: &[&str]) -> Result<bool, String> {
             continue;
         }
         // Without any break, every test the breaks name must pass.
-        let mut tests: Vec<&str> = breaks.iter().flat_map(|b| b.tests.iter().copied()).collect();
+        let mut tests: Vec<&str> = breaks
+            .iter()
+            .flat_map(|b| b.tests.iter().copied())
+            .collect();
         tests.sort_unstable();
         tests.dedup();
-        eprintln!("{chapter}: {} breaks; first their {} tests, unbroken", breaks.len(), tests.len());
+        eprintln!(
+            "{chapter}: {} breaks; first their {} tests, unbroken",
+            breaks.len(),
+            tests.len()
+        );
         if scratch.run_tests(chapter, &tests, false)? != Outcome::Passed {
             eprintln!("FAILED {chapter}: the named tests do not pass without a break");
             failed += breaks.len();
@@ -156,26 +168,19 @@ fn markdown(dir: &Path) -> Result<bool, String> {
          | --- | --- | --- | --- | --- |\n",
     );
     for chapter in CHAPTERS {
-        let mut page = String::new();
+        let mut page = String::from(
+            "| run | the mistake | what no longer holds | the test that fails |\n\
+             | --- | --- | --- | --- |\n",
+        );
         for b in BREAKS.iter().filter(|b| b.chapter == chapter) {
-            let _ = writeln!(
-                page,
-                "- `scripts/break {chapter} {}`: {}. {}; then {} fail{}.",
-                b.id,
-                b.mistake,
-                capitalise(b.claim),
-                tests_list(b.tests),
-                if b.tests.len() == 1 { "s" } else { "" },
-            );
+            let run = format!("`scripts/break {chapter} {}`", b.id);
+            let tests = tests_list(b.tests);
+            let _ = writeln!(page, "| {run} | {} | {} | {tests} |", b.mistake, b.claim);
+            let number = chapter_number(chapter);
             let _ = writeln!(
                 pitfalls,
-                "| {} | {} | [{}]({}.md) | `scripts/break {chapter} {}` | {} |",
-                b.mistake,
-                b.claim,
-                chapter_number(chapter),
-                chapter,
-                b.id,
-                tests_list(b.tests)
+                "| {} | {} | [{number}]({chapter}.md) | {run} | {tests} |",
+                b.mistake, b.claim
             );
         }
         write(&dir.join(format!("{chapter}.breaks.md")), &page)?;
@@ -193,16 +198,11 @@ fn chapter_number(chapter: &str) -> usize {
     CHAPTERS.iter().position(|c| *c == chapter).unwrap_or(0) + 1
 }
 
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 fn indent(prefix: &str, text: &str) -> String {
-    text.lines().map(|line| format!("{prefix}{line}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|line| format!("{prefix}{line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
@@ -229,13 +229,17 @@ struct Scratch {
 impl Scratch {
     fn new() -> Result<Scratch, String> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let root = root.canonicalize().map_err(|e| format!("{}: {e}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", root.display()))?;
         let scratch = Scratch {
             work: root.join("target/breaks/work"),
             target: root.join("target/breaks/target"),
             root,
         };
-        scratch.sync().map_err(|e| format!("cannot copy the chapters: {e}"))?;
+        scratch
+            .sync()
+            .map_err(|e| format!("cannot copy the chapters: {e}"))?;
         Ok(scratch)
     }
 
@@ -243,7 +247,14 @@ impl Scratch {
     /// (committed or not, but not ignored), in the four chapters.
     fn sync(&self) -> io::Result<()> {
         let listed = Command::new("git")
-            .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--"])
+            .args([
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                "--",
+            ])
             .args(CHAPTERS)
             .current_dir(&self.root)
             .output()?;
@@ -267,7 +278,13 @@ impl Scratch {
         let members = format!("members = {CHAPTERS:?}");
         let manifest: String = manifest
             .lines()
-            .map(|line| if line.starts_with("members") { members.as_str() } else { line })
+            .map(|line| {
+                if line.starts_with("members") {
+                    members.as_str()
+                } else {
+                    line
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         write_if_changed(&self.work.join("Cargo.toml"), manifest.as_bytes())
@@ -318,7 +335,11 @@ impl Scratch {
         }
         let built = build
             .stdout(Stdio::null())
-            .stderr(if show { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if show {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
         if !built.success() {
@@ -327,7 +348,10 @@ impl Scratch {
         let mut outcome = Outcome::Passed;
         for (target, names) in by_target {
             let mut run = self.cargo(chapter);
-            run.args(target_args(target)).arg("--").arg("--exact").args(&names);
+            run.args(target_args(target))
+                .arg("--")
+                .arg("--exact")
+                .args(&names);
             if !show {
                 run.stdout(Stdio::null()).stderr(Stdio::null());
             }
