@@ -18,6 +18,8 @@ pub struct Options {
     pub hedge: bool,
     /// Read an endless body alongside the requests.
     pub endless: bool,
+    /// Connections each worker keeps open at once; 0: no limit.
+    pub max_open: usize,
 }
 
 impl Default for Options {
@@ -30,6 +32,7 @@ impl Default for Options {
             workers: 2,
             hedge: false,
             endless: false,
+            max_open: 0,
         }
     }
 }
@@ -58,6 +61,8 @@ Options:
   --hedge            send each request on two connections; the first
                      answer wins and the other connection is closed
   --endless          also read an endless body, checksumming it as it comes
+  --max-open N       connections each worker keeps open at once; the other
+                     requests wait for one to finish [default: 0, no limit]
   -h, --help         print this help
 ";
 
@@ -136,6 +141,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
                         text,
                         "a whole number from 1 to 64",
                     ))?;
+            }
+            "--max-open" => {
+                let text = value("N")?;
+                options.max_open = text.parse().map_err(|_| {
+                    UsageError::Invalid("--max-open", text, "a whole number (0: no limit)")
+                })?;
             }
             "--deadline" => {
                 let text = value("SECS")?;

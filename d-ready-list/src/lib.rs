@@ -18,11 +18,13 @@ compile_error!(
 
 pub mod cli;
 pub mod client;
+mod connection;
 pub mod delay_server;
 pub mod ffi;
 pub mod http;
 mod poll;
 pub mod slab;
+pub mod worker;
 
 pub use poll::{Event, Events, Interest, Poll, Registry, Token, Waker};
 
@@ -55,6 +57,7 @@ pub fn run_program(
         workers: options.workers,
         hedge: options.hedge,
         endless: options.endless,
+        max_open: options.max_open,
         budget: client::Budget::default(),
     };
     client::run(&config, out)

@@ -1,51 +1,31 @@
 //! Where a worker keeps its connections, and how a token finds one.
 //!
-//! A token is a slot's index and the slot's *generation*: how many times the
-//! slot has been emptied. Emptying a slot bumps its generation, so a token
-//! kept from before (in the ready list, or in a batch of events) no longer
-//! matches, even when a new connection fills the same slot, or its socket
-//! gets the very fd number the old one had.
+//! A *slab* is a vector of slots reused in place: a token is a slot's index,
+//! so finding a connection from an event is one array lookup. The catch is
+//! that a slot is reused: a token kept from before (on the ready list, in a
+//! batch of events) would name whatever connection fills the slot next. So
+//! emptying a slot takes two steps. [`Slab::remove`] takes the value out and
+//! marks the slot *removed*: it answers no token, and it is not reused.
+//! [`Slab::release`] frees it for reuse, which the worker does only after
+//! the turn, once no token for it is left anywhere: that is the cleanup list.
 
 use crate::Token;
 
-// ANCHOR: token_bits
-/// The low half of a token is the slot's index, the high half its
-/// generation. The highest index is never handed out, so that no slab token
-/// is ever `Token(usize::MAX)`, which the program keeps for its waker.
-const INDEX_BITS: u32 = usize::BITS / 2;
-const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
-
-fn token(index: usize, generation: usize) -> Token {
-    Token(generation << INDEX_BITS | index)
-}
-
-fn split(token: Token) -> (usize, usize) {
-    (token.0 & INDEX_MASK, token.0 >> INDEX_BITS)
-}
-// ANCHOR_END: token_bits
-
 // ANCHOR: slab
-/// Values in numbered slots that are reused, each reached only through the
-/// token it was given.
+/// Values in numbered slots that are reused, each reached through its token.
 #[derive(Debug)]
 pub struct Slab<T> {
     slots: Vec<Slot<T>>,
-    /// Empty slots, reused last-freed first.
+    /// Slots free for reuse, last-freed first.
     free: Vec<usize>,
 }
 
 #[derive(Debug)]
-struct Slot<T> {
-    generation: usize,
-    entry: Entry<T>,
-}
-
-#[derive(Debug)]
-enum Entry<T> {
+enum Slot<T> {
     Vacant,
     Occupied(T),
-    /// The value is gone, but the slot is not yet free: something may still
-    /// hold its token. [`Slab::release`] frees it.
+    /// The value is gone, but a token for the slot may still be about: it
+    /// finds nothing, and the slot is not reused until it is released.
     Removed,
 }
 // ANCHOR_END: slab
@@ -59,110 +39,77 @@ impl<T> Default for Slab<T> {
     }
 }
 
+// ANCHOR: slab_impl
 impl<T> Slab<T> {
     pub fn new() -> Slab<T> {
         Slab::default()
     }
 
-    // ANCHOR: insert
-    /// Stores `value` and returns its token; `None` if every index that a
-    /// token can carry is taken.
-    pub fn insert(&mut self, value: T) -> Option<Token> {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None if self.slots.len() < INDEX_MASK => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    entry: Entry::Vacant,
-                });
-                self.slots.len() - 1
-            }
-            None => return None,
-        };
-        let slot = &mut self.slots[index];
-        slot.entry = Entry::Occupied(value);
-        Some(token(index, slot.generation))
+    /// Stores `value` in a free slot, or a new one, and returns its token.
+    /// No slab grows to `usize::MAX` slots, so it never hands out
+    /// `Token(usize::MAX)`, which the program keeps for its waker.
+    pub fn insert(&mut self, value: T) -> Token {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::Vacant);
+            self.slots.len() - 1
+        });
+        self.slots[index] = Slot::Occupied(value);
+        Token(index)
     }
-    // ANCHOR_END: insert
 
-    // ANCHOR: get
-    /// The value `token` was given for, if it is still here. A token from an
-    /// earlier generation of the slot finds nothing.
     pub fn get(&self, token: Token) -> Option<&T> {
-        let (index, generation) = split(token);
-        match self.slots.get(index) {
-            Some(Slot {
-                generation: current,
-                entry: Entry::Occupied(value),
-            }) if *current == generation => Some(value),
+        match self.slots.get(token.0) {
+            Some(Slot::Occupied(value)) => Some(value),
             _ => None,
         }
     }
-    // ANCHOR_END: get
 
     pub fn get_mut(&mut self, token: Token) -> Option<&mut T> {
-        let (index, generation) = split(token);
-        match self.slots.get_mut(index) {
-            Some(Slot {
-                generation: current,
-                entry: Entry::Occupied(value),
-            }) if *current == generation => Some(value),
+        match self.slots.get_mut(token.0) {
+            Some(Slot::Occupied(value)) => Some(value),
             _ => None,
         }
     }
 
-    // ANCHOR: remove
-    /// Takes the value out and marks the slot removed. The slot is not
-    /// reused until [`release`](Slab::release): a removed slot answers no
-    /// token, old or new.
+    /// Takes the value out and marks the slot removed: it answers no token,
+    /// and is not reused until [`release`](Slab::release).
     pub fn remove(&mut self, token: Token) -> Option<T> {
-        self.get(token)?;
-        let slot = &mut self.slots[split(token).0];
-        match std::mem::replace(&mut slot.entry, Entry::Removed) {
-            Entry::Occupied(value) => Some(value),
-            Entry::Vacant | Entry::Removed => unreachable!("get found a value"),
+        let slot = self.slots.get_mut(token.0)?;
+        match std::mem::replace(slot, Slot::Removed) {
+            Slot::Occupied(value) => Some(value),
+            other => {
+                *slot = other;
+                None
+            }
         }
     }
 
-    /// Frees a removed slot for reuse, under a new generation. Call it only
-    /// once nothing can still be holding `token` for use.
+    /// Frees a removed slot for reuse. The caller promises that no token for
+    /// it is left: the next value stored there gets the very same token.
     pub fn release(&mut self, token: Token) {
-        let (index, generation) = split(token);
-        let Some(slot) = self.slots.get_mut(index) else {
-            return;
-        };
-        if slot.generation == generation && matches!(slot.entry, Entry::Removed) {
-            slot.entry = Entry::Vacant;
-            slot.generation = (generation + 1) & (usize::MAX >> INDEX_BITS);
-            self.free.push(index);
+        if let Some(slot @ Slot::Removed) = self.slots.get_mut(token.0) {
+            *slot = Slot::Vacant;
+            self.free.push(token.0);
         }
     }
-    // ANCHOR_END: remove
+}
+// ANCHOR_END: slab_impl
 
-    /// How many values are stored.
+impl<T> Slab<T> {
+    /// How many values are stored (removed slots do not count).
     pub fn len(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|slot| matches!(slot.entry, Entry::Occupied(_)))
-            .count()
+        self.values().count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Every stored value.
     pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(|slot| match &slot.entry {
-            Entry::Occupied(value) => Some(value),
-            Entry::Vacant | Entry::Removed => None,
+        self.slots.iter().filter_map(|slot| match slot {
+            Slot::Occupied(value) => Some(value),
+            Slot::Vacant | Slot::Removed => None,
         })
-    }
-
-    /// The slot index a token names, whatever its generation: what a naive
-    /// table keyed by index alone would look up.
-    pub fn index_of(token: Token) -> usize {
-        split(token).0
     }
 }
 
@@ -171,38 +118,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_reused_slot_does_not_answer_the_old_token() {
+    fn a_removed_slot_answers_no_token_and_is_reused_only_once_released() {
         let mut slab = Slab::new();
-        let old = slab.insert("old").unwrap();
+        let old = slab.insert("old");
         assert_eq!(slab.remove(old), Some("old"));
-        // Removed but not released: the slot is not reused yet.
-        let other = slab.insert("other").unwrap();
-        assert_ne!(Slab::<&str>::index_of(other), Slab::<&str>::index_of(old));
-        slab.release(old);
-        let new = slab.insert("new").unwrap();
-        assert_eq!(Slab::<&str>::index_of(new), Slab::<&str>::index_of(old));
-        assert_ne!(new, old);
         assert_eq!(slab.get(old), None);
-        assert_eq!(slab.get(new), Some(&"new"));
         assert_eq!(slab.remove(old), None);
+        // Removed but not released: the slot is not reused yet.
+        let other = slab.insert("other");
+        assert_ne!(other, old);
+        slab.release(old);
+        let new = slab.insert("new");
+        assert_eq!(new, old);
+        assert_eq!(slab.get(new), Some(&"new"));
         assert_eq!(slab.len(), 2);
     }
 
     #[test]
-    fn the_wakers_token_names_an_index_never_handed_out() {
-        assert_eq!(split(Token(usize::MAX)).0, INDEX_MASK);
-    }
-
-    #[test]
-    fn generations_wrap_within_their_half() {
+    fn releasing_a_slot_that_is_not_removed_does_nothing() {
         let mut slab = Slab::new();
-        let first = slab.insert(1).unwrap();
-        slab.slots[0].generation = usize::MAX >> INDEX_BITS;
-        let last = token(0, usize::MAX >> INDEX_BITS);
-        slab.remove(last);
-        slab.release(last);
-        let wrapped = slab.insert(2).unwrap();
-        assert_eq!(wrapped, first);
-        assert_eq!(slab.get(wrapped), Some(&2));
+        let kept = slab.insert(1);
+        slab.release(kept);
+        assert_eq!(slab.get(kept), Some(&1));
+        assert_ne!(slab.insert(2), kept);
     }
 }

@@ -8,11 +8,12 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use d_ready_list::client::{Budget, Error, Problem, READ_CHUNK, Worker};
+use d_ready_list::client::{Budget, Error, Problem, READ_CHUNK};
+use d_ready_list::worker::Worker;
 use support::{PATIENCE, wait_until, within};
 
 /// Bytes sent but not yet acknowledged by the peer's kernel. At zero,
@@ -48,7 +49,12 @@ fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
+        // Two connections at most: request 1 waits until request 0 is
+        // answered, and then opens in the middle of the turn.
+        worker.limit_open(2);
         let (first, second) = worker.open_hedged(addr, 0, "/twin").unwrap();
+        worker.queue(addr, 1, "/next", false).unwrap();
+        assert_eq!(worker.remaining(), 2);
 
         // Let the worker send both requests: once both connections have been
         // re-armed, each has sent all it had and waits for its answer.
@@ -73,14 +79,18 @@ fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
         let batch: BTreeSet<_> = worker.ready_list().iter().copied().collect();
         assert_eq!(batch, BTreeSet::from([first, second]));
 
-        // One turn: whichever twin goes first answers and closes the other.
+        // One turn: whichever twin goes first answers, closes the other, and
+        // opens request 1's connection. That one must not get the closed
+        // twin's slot while the twin's entry is still ahead in this turn.
+        let turns_before = worker.stats().turns;
         worker.turn(&mut done).unwrap();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].body, b"twin");
         let stats = worker.stats();
         assert_eq!((stats.twins_closed, stats.ignored), (1, 1), "{stats:?}");
-        assert!(!worker.is_open(first) && !worker.is_open(second));
-        assert_eq!(worker.remaining(), 0);
+        assert_eq!(stats.turns - turns_before, 1, "only the winner had a turn");
+        assert_eq!(worker.remaining(), 1);
+        let _next = listener.accept().unwrap();
 
         // What the servers see proves which socket was read: the winner was
         // read to the end and closed (EOF); the loser was closed with its
@@ -244,3 +254,59 @@ fn ready_connections_take_turns_in_order_one_read_each() {
     });
 }
 // ANCHOR_END: round_robin
+
+// ANCHOR: leftover
+#[test]
+fn a_closed_twins_token_leaves_the_ready_list_before_its_slot_is_reused() {
+    within(PATIENCE, "leftover test", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::Reads(1)).unwrap();
+        let (first, second) = worker.open_hedged(addr, 0, "/leftover").unwrap();
+        let mut servers = accept_twins(&listener, &mut worker);
+
+        // Both answers start with one read's worth, and no Content-Length:
+        // each ends when its server closes.
+        let head = b"HTTP/1.1 200 OK\r\n\r\n";
+        let start = [&head[..], &vec![b'x'; READ_CHUNK - head.len()]].concat();
+        for server in &mut servers {
+            server.write_all(&start).unwrap();
+        }
+        wait_until(PATIENCE, "both starts acknowledged", || {
+            servers.iter().all(|server| unacknowledged(server) == 0)
+        });
+        worker.wait(Some(PATIENCE)).unwrap();
+        let order: Vec<_> = worker.ready_list().iter().copied().collect();
+        assert_eq!(order.len(), 2);
+
+        // The first on the list gets more to read; the second's answer
+        // ends. In turn 2 the first reads and goes to the back of the list,
+        // then the second reaches EOF, completes, and closes the first.
+        let (slow, fast) = (order[0], order[1]);
+        let server = |token| &servers[usize::from(token == second)];
+        server(slow).write_all(&vec![b'x'; READ_CHUNK]).unwrap();
+        server(fast).shutdown(Shutdown::Write).unwrap();
+        wait_until(PATIENCE, "the rest acknowledged, FIN included", || {
+            servers.iter().all(|server| unacknowledged(server) == 0)
+        });
+        let mut done = Vec::new();
+        worker.turn(&mut done).unwrap();
+        assert!(done.is_empty());
+        worker.turn(&mut done).unwrap();
+        assert_eq!(done.len(), 1);
+        assert!(!worker.is_open(slow) && !worker.is_open(fast));
+
+        // The closed twin's token was on the ready list for the next turn;
+        // the cleanup took it off before freeing the slot, so the next
+        // connection, which gets that slot and token, is not on the list.
+        assert!(
+            !worker.ready_list().contains(&slow),
+            "the closed twin {slow:?} is still on the ready list: {:?}",
+            worker.ready_list()
+        );
+        let next = worker.open(addr, 1, "/next").unwrap();
+        assert!(next == first || next == second, "{next:?} reuses a slot");
+        assert!(!worker.ready_list().contains(&next));
+    });
+}
+// ANCHOR_END: leftover

@@ -37,6 +37,7 @@ fn run_with(paths: &[&str], deadline: Duration, hedge: bool) -> (Result<Summary,
             workers: WORKERS,
             hedge,
             endless: false,
+            max_open: 0,
             budget: Budget::default(),
         };
         let mut out = Vec::new();
@@ -263,6 +264,7 @@ fn a_refused_connection_is_a_clear_error() {
         workers: WORKERS,
         hedge: false,
         endless: false,
+        max_open: 0,
         budget: Budget::default(),
     };
     let result = within(PATIENCE, "client run", move || {
@@ -306,6 +308,7 @@ fn endless_against_a_server_without_it_says_so() {
         workers: 1,
         hedge: false,
         endless: true,
+        max_open: 0,
         budget: Budget::default(),
     };
     let result = within(PATIENCE, "client run", move || {
@@ -341,6 +344,32 @@ fn one_request(addr: std::net::SocketAddr) -> Config {
         workers: WORKERS,
         hedge: false,
         endless: false,
+        max_open: 0,
         budget: Budget::default(),
     }
 }
+
+// ANCHOR: max_open
+#[test]
+fn with_one_connection_open_at_a_time_the_requests_go_one_after_another() {
+    let server = DelayServer::start().expect("start delay server");
+    let config = Config {
+        paths: (0..4).map(|i| format!("/100/one-{i}")).collect(),
+        workers: 1,
+        max_open: 1,
+        ..one_request(server.addr())
+    };
+    let summary = within(PATIENCE, "client run", move || {
+        client::run(&config, &mut Vec::new())
+    })
+    .expect("every request answered");
+    assert_eq!(summary.completed.len(), 4);
+    // Four 100 ms waits that cannot overlap. (A lower bound: a busy machine
+    // makes a run slower, never faster.)
+    assert!(
+        summary.elapsed >= Duration::from_millis(400),
+        "{:?}: the waits overlapped",
+        summary.elapsed
+    );
+}
+// ANCHOR_END: max_open

@@ -24,6 +24,7 @@ fn run_once(paths: &[&str], hedge: bool) -> bool {
             workers: WORKERS,
             hedge,
             endless: false,
+            max_open: 0,
             budget: Budget::default(),
         };
         client::run(&config, &mut Vec::new()).is_ok()

@@ -64,6 +64,7 @@ fn run_with(budget: Budget) -> (Lateness, Option<client::Summary>) {
         workers: 1,
         hedge: false,
         endless: true,
+        max_open: 0,
         budget,
     };
     let (sender, lines) = mpsc::channel();

@@ -113,6 +113,7 @@ impl Contender {
                     workers: 1,
                     hedge: false,
                     endless: heavy,
+                    max_open: 0,
                     budget,
                 };
                 let _ = d_ready_list::client::run(&config, out);
