@@ -182,9 +182,10 @@ pub const BREAKS: &[Break] = &[
         find: "    interest.0 | ffi::EPOLLET | ffi::EPOLLONESHOT\n",
         replace: "    interest.0 | ffi::EPOLLET\n",
         mistake: "forgetting `EPOLLONESHOT`",
-        claim: "after one event an fd reports nothing until it is re-armed",
+        claim: "after one event an fd reports nothing, to any thread, until it is re-armed",
         tests: &[
             "readiness::one_event_disarms_the_fd_until_it_is_rearmed_and_rearming_reports_unread_data",
+            "threads::with_one_shot_exactly_one_thread_gets_the_socket_until_it_is_rearmed",
         ],
     },
     Break {
