@@ -10,7 +10,7 @@ use a_epoll::client::{self, Config, Error, Problem, Summary};
 use a_epoll::delay_server::DelayServer;
 use a_epoll::http::Invalid;
 use a_epoll::{Token, cli};
-use support::{PATIENCE, refusing_addr, within};
+use support::{PATIENCE, raise_fd_limit, refusing_addr, within};
 
 /// Shorter than `PATIENCE`, so that a stalled run fails with the client's
 /// own deadline error, which names the request it was waiting for.
@@ -19,6 +19,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// Runs the client for `paths` against a fresh embedded server, failing the
 /// test instead of hanging. Returns the result and everything it printed.
 fn run(paths: &[&str], deadline: Duration) -> (Result<Summary, Error>, String) {
+    raise_fd_limit();
     let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
     within(PATIENCE, "client run", move || {
         let server = DelayServer::start().expect("start delay server");
@@ -89,7 +90,7 @@ fn a_finished_connection_is_not_counted_again() {
 #[test]
 fn the_default_demo_plan_completes_in_reverse_order() {
     let options = cli::Options {
-        scale: 0.1,
+        scale: 0.2,
         ..cli::Options::default()
     };
     let paths = options.paths();

@@ -10,7 +10,7 @@ use c_oneshot::client::{self, Config, Error, Problem, Summary};
 use c_oneshot::delay_server::DelayServer;
 use c_oneshot::http::Invalid;
 use c_oneshot::{Token, cli};
-use support::{PATIENCE, refusing_addr, within};
+use support::{PATIENCE, raise_fd_limit, refusing_addr, within};
 
 /// More than one, so that every test here also runs the worker pool.
 const WORKERS: usize = 3;
@@ -22,6 +22,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// Runs the client for `paths` against a fresh embedded server, failing the
 /// test instead of hanging. Returns the result and everything it printed.
 fn run(paths: &[&str], deadline: Duration) -> (Result<Summary, Error>, String) {
+    raise_fd_limit();
     let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
     within(PATIENCE, "client run", move || {
         let server = DelayServer::start().expect("start delay server");
@@ -130,7 +131,7 @@ fn under_load_every_response_is_handled_exactly_once_and_none_is_lost() {
 #[test]
 fn the_default_demo_plan_completes_in_reverse_order() {
     let options = cli::Options {
-        scale: 0.1,
+        scale: 0.2,
         ..cli::Options::default()
     };
     let paths = options.paths();

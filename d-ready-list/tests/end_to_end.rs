@@ -10,7 +10,7 @@ use d_ready_list::cli;
 use d_ready_list::client::{self, Budget, Config, Error, Problem, Summary};
 use d_ready_list::delay_server::DelayServer;
 use d_ready_list::http::Invalid;
-use support::{PATIENCE, refusing_addr, within};
+use support::{PATIENCE, raise_fd_limit, refusing_addr, within};
 
 /// More than one, so that every test here also runs several workers.
 const WORKERS: usize = 3;
@@ -22,11 +22,18 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// Runs the client for `paths` against a fresh embedded server, failing the
 /// test instead of hanging. Returns the result and everything it printed.
 fn run(paths: &[&str], deadline: Duration) -> (Result<Summary, Error>, String) {
-    run_with(paths, deadline, false)
+    run_with(paths, deadline, false, 0)
 }
 
-/// `run`, with every request hedged or not.
-fn run_with(paths: &[&str], deadline: Duration, hedge: bool) -> (Result<Summary, Error>, String) {
+/// `run`, with every request hedged or not, and a limit on each worker's
+/// open connections (0: none).
+fn run_with(
+    paths: &[&str],
+    deadline: Duration,
+    hedge: bool,
+    max_open: usize,
+) -> (Result<Summary, Error>, String) {
+    raise_fd_limit();
     let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
     within(PATIENCE, "client run", move || {
         let server = DelayServer::start().expect("start delay server");
@@ -37,7 +44,7 @@ fn run_with(paths: &[&str], deadline: Duration, hedge: bool) -> (Result<Summary,
             workers: WORKERS,
             hedge,
             endless: false,
-            max_open: 0,
+            max_open,
             budget: Budget::default(),
         };
         let mut out = Vec::new();
@@ -101,14 +108,21 @@ fn a_finished_connection_is_not_counted_again() {
 
 // ANCHOR: exactly_once
 /// 300 requests over the workers, with delays that bunch them; each is
-/// answered exactly once, with its own body, on one whole line.
+/// answered exactly once, with its own body, on one whole line. At most 100
+/// connections per worker are open at once, so that many open mid-turn, and
+/// so that the run needs about 600 fds (each connection and the server's
+/// end of it) even with `ulimit -n 1024`. One such run at a time.
 fn check_exactly_once(hedge: bool) -> Summary {
     const REQUESTS: usize = 300;
+    static ONE_HEAVY_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = ONE_HEAVY_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let paths: Vec<String> = (0..REQUESTS)
         .map(|i| format!("/{}/r{i}", (i * 7) % 50))
         .collect();
     let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
-    let (result, output) = run_with(&paths, DEADLINE, hedge);
+    let (result, output) = run_with(&paths, DEADLINE, hedge, 100);
     let summary = result.expect("run succeeds");
 
     let requests: BTreeSet<usize> = summary.completed.iter().map(|c| c.request).collect();
@@ -147,7 +161,7 @@ fn hedged_every_request_is_answered_once_and_every_twin_closed() {
 #[test]
 fn the_default_demo_plan_completes_in_reverse_order() {
     let options = cli::Options {
-        scale: 0.1,
+        scale: 0.2,
         ..cli::Options::default()
     };
     let paths = options.paths();
