@@ -8,6 +8,8 @@
 //! from a run of the chapters' own code, recorded as the tool runs; each
 //! run is arranged so that what is drawn is the same every time.
 
+mod cleanup;
+mod lists;
 mod svg;
 mod triggers;
 mod turns;
@@ -17,9 +19,16 @@ use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Draws one picture: the whole SVG document.
+type Draw = fn() -> io::Result<String>;
+
 /// Each picture: its file name, and how to draw it.
-const PICTURES: [(&str, fn() -> io::Result<String>); 2] =
-    [("triggers.svg", triggers::draw), ("turns.svg", turns::draw)];
+const PICTURES: [(&str, Draw); 4] = [
+    ("epoll-lists.svg", || Ok(lists::draw())),
+    ("triggers.svg", triggers::draw),
+    ("turns.svg", turns::draw),
+    ("cleanup.svg", || Ok(cleanup::draw())),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -18,7 +18,6 @@ pub const BLUE: &str = "#7fa7d9";
 pub const GREEN: &str = "#86c48a";
 pub const ORANGE: &str = "#eba75c";
 pub const PURPLE: &str = "#b79fe0";
-pub const RED: &str = "#e88a8a";
 pub const GREY: &str = "#b4b4b4";
 pub const AMBER: &str = "#f0c05a";
 
@@ -34,12 +33,11 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Where a text's `x` is: its start, middle or end.
+/// Where a text's `x` is: its start or its middle.
 #[derive(Debug, Clone, Copy)]
 pub enum Anchor {
     Start,
     Middle,
-    End,
 }
 
 /// How a piece of text looks.
@@ -174,7 +172,6 @@ impl Svg {
         let anchor = match font.anchor {
             Anchor::Start => "",
             Anchor::Middle => r#" text-anchor="middle""#,
-            Anchor::End => r#" text-anchor="end""#,
         };
         let weight = if font.bold {
             r#" font-weight="bold""#
@@ -197,11 +194,24 @@ impl Svg {
         );
     }
 
-    /// A box with one line of text in its middle.
-    pub fn label(&mut self, x: f64, y: f64, w: f64, h: f64, fill: Fill, text: &str, font: Font) {
+    /// A box (`x`, `y`, width, height) with one line of text in its middle.
+    pub fn label(
+        &mut self,
+        (x, y, w, h): (f64, f64, f64, f64),
+        fill: Fill,
+        text: &str,
+        font: Font,
+    ) {
         self.rect(x, y, w, h, fill);
         let font = font.middle();
         self.text(x + w / 2.0, y + h / 2.0 + font.size * 0.35, text, font);
+    }
+
+    /// Several lines of text, one under the other; `y` is the first baseline.
+    pub fn lines(&mut self, x: f64, y: f64, lines: &[&str], font: Font) {
+        for (i, line) in lines.iter().enumerate() {
+            self.text(x, y + i as f64 * font.size * 1.3, line, font);
+        }
     }
 
     pub fn line(&mut self, from: (f64, f64), to: (f64, f64), color: &str, dashed: bool) {
@@ -255,21 +265,6 @@ impl Svg {
             n(right.0),
             n(right.1)
         );
-    }
-
-    pub fn circle(&mut self, x: f64, y: f64, r: f64, fill: Fill) {
-        let _ = write!(
-            self.body,
-            r#"<circle cx="{}" cy="{}" r="{}" fill="{}""#,
-            n(x),
-            n(y),
-            n(r),
-            fill.fill.unwrap_or("none")
-        );
-        if let Some(stroke) = fill.stroke {
-            let _ = write!(self.body, r#" stroke="{stroke}" stroke-width="2""#);
-        }
-        self.body.push_str("/>\n");
     }
 
     /// The whole document. `title` and `description` are for screen

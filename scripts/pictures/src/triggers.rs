@@ -224,7 +224,7 @@ pub fn draw() -> io::Result<String> {
         } else {
             small
         };
-        svg.label(x, 12.0, COLUMN - 6.0, 26.0, fill, &text, font);
+        svg.label((x, 12.0, COLUMN - 6.0, 26.0), fill, &text, font);
         match rows[0].seen[i] {
             Seen::Moved(n) if matches!(step, Step::Write(_)) => unread += n,
             Seen::Moved(n) => unread -= n,
@@ -262,17 +262,14 @@ pub fn draw() -> io::Result<String> {
             let x = LEFT + COLUMN * i as f64 + 3.0;
             let (y, w, h) = (middle - 13.0, COLUMN - 6.0, 26.0);
             match seen {
-                Seen::Event => svg.label(x, y, w, h, Fill::solid(svg::AMBER), "event", small),
+                Seen::Event => svg.label((x, y, w, h), Fill::solid(svg::AMBER), "event", small),
                 Seen::Nothing => svg.label(
-                    x,
-                    y,
-                    w,
-                    h,
+                    (x, y, w, h),
                     Fill::outline(svg::INK).dashed(),
                     "none",
                     Font::page(12.0).bold(false),
                 ),
-                Seen::Rearmed => svg.label(x, y, w, h, Fill::solid(svg::PURPLE), "MOD", small),
+                Seen::Rearmed => svg.label((x, y, w, h), Fill::solid(svg::PURPLE), "MOD", small),
                 Seen::Skipped => svg.text(
                     column_middle(i),
                     middle + 5.0,
@@ -297,7 +294,12 @@ pub fn draw() -> io::Result<String> {
 
     // The legend.
     let y = legend_top;
-    svg.label(0.0, y, 48.0, 22.0, Fill::solid(svg::AMBER), "event", small);
+    svg.label(
+        (0.0, y, 48.0, 22.0),
+        Fill::solid(svg::AMBER),
+        "event",
+        small,
+    );
     svg.text(
         56.0,
         y + 15.0,
@@ -305,10 +307,7 @@ pub fn draw() -> io::Result<String> {
         Font::page(12.0).bold(false),
     );
     svg.label(
-        250.0,
-        y,
-        48.0,
-        22.0,
+        (250.0, y, 48.0, 22.0),
         Fill::outline(svg::INK).dashed(),
         "none",
         Font::page(12.0).bold(false),
@@ -319,7 +318,12 @@ pub fn draw() -> io::Result<String> {
         "it returned no event (zero timeout)",
         Font::page(12.0).bold(false),
     );
-    svg.label(530.0, y, 48.0, 22.0, Fill::solid(svg::PURPLE), "MOD", small);
+    svg.label(
+        (530.0, y, 48.0, 22.0),
+        Fill::solid(svg::PURPLE),
+        "MOD",
+        small,
+    );
     svg.text(
         586.0,
         y + 15.0,

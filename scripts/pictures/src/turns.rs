@@ -237,10 +237,7 @@ pub fn draw() -> io::Result<String> {
                     connection.letter.to_string()
                 };
                 svg.label(
-                    x,
-                    top,
-                    SLOT,
-                    36.0,
+                    (x, top, SLOT, 36.0),
                     Fill::solid(connection.color),
                     &text,
                     Font::boxed(15.0),
@@ -275,10 +272,7 @@ pub fn draw() -> io::Result<String> {
         if !recording.waiting.is_empty() {
             let x = LEFT + SLOT + GAP;
             svg.label(
-                x,
-                top + 6.0,
-                bar_end - x,
-                24.0,
+                (x, top + 6.0, bar_end - x, 24.0),
                 Fill::outline(svg::ORANGE).dashed(),
                 "E reads on: WouldBlock never comes \u{2192}",
                 Font::page(13.0),
@@ -287,10 +281,7 @@ pub fn draw() -> io::Result<String> {
             for &who in &recording.waiting {
                 let connection = &CONNECTIONS[who];
                 svg.label(
-                    x,
-                    top,
-                    SLOT,
-                    36.0,
+                    (x, top, SLOT, 36.0),
                     Fill::outline(connection.color).dashed(),
                     connection.letter,
                     Font::page(15.0),
@@ -311,10 +302,7 @@ pub fn draw() -> io::Result<String> {
     let mut x = 0.0;
     for connection in &CONNECTIONS {
         svg.label(
-            x,
-            y,
-            24.0,
-            22.0,
+            (x, y, 24.0, 22.0),
             Fill::solid(connection.color),
             connection.letter,
             Font::boxed(13.0),
