@@ -1,0 +1,55 @@
+//! `scripts/pictures OUTDIR`: writes the book's diagrams into OUTDIR, as
+//! SVG. `scripts/book generate` runs it into `book/src/generated/`, and
+//! `scripts/book check` runs it again and compares, byte for byte.
+//!
+//! Two kinds of picture. Schematics (epoll's two lists, the batch with the
+//! cleanup list) are drawn from constants. Pictures of behaviour (the same
+//! bytes under three triggering modes, the ready list's turns) are drawn
+//! from a run of the chapters' own code, recorded as the tool runs; each
+//! run is arranged so that what is drawn is the same every time.
+
+mod cleanup;
+mod lists;
+mod svg;
+mod triggers;
+mod turns;
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Draws one picture: the whole SVG document.
+type Draw = fn() -> io::Result<String>;
+
+/// Each picture: its file name, and how to draw it.
+const PICTURES: [(&str, Draw); 4] = [
+    ("epoll-lists.svg", || Ok(lists::draw())),
+    ("triggers.svg", triggers::draw),
+    ("turns.svg", turns::draw),
+    ("cleanup.svg", || Ok(cleanup::draw())),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dir] = args.as_slice() else {
+        eprintln!("usage: pictures OUTDIR");
+        return ExitCode::from(2);
+    };
+    match write_all(Path::new(dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pictures: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_all(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    for (name, draw) in PICTURES {
+        let svg = draw().map_err(|error| io::Error::other(format!("{name}: {error}")))?;
+        fs::write(dir.join(name), svg)?;
+    }
+    Ok(())
+}
