@@ -310,4 +310,27 @@ mod tests {
         let split = crc32(crc32(CRC32_INIT, b"12345"), b"6789");
         assert_eq!(split, 0xCBF4_3926);
     }
+
+    #[test]
+    fn a_connection_kept_on_the_ready_list_still_sends_the_rest_of_its_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut connection = Connection::open(addr, 0, "/0/x", Body::Keep).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        // As after a turn whose send hit `WouldBlock`, and whose reads then
+        // ran out of budget: connected, not known writable, still readable,
+        // so it stays on the ready list and gets no writable event.
+        connection.connected = true;
+        connection.writable = false;
+        connection.readable = true;
+        server.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while connection.stream.peek(&mut [0]).is_err() {
+            assert!(std::time::Instant::now() < deadline, "no bytes arrived");
+            std::thread::yield_now();
+        }
+        let progress = connection.work(Budget::Reads(1)).unwrap();
+        assert!(matches!(progress, Progress::StillReady), "{progress:?}");
+        assert_eq!(connection.sent, connection.bytes.len(), "the request waits");
+    }
 }

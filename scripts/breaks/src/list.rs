@@ -338,6 +338,18 @@ pub const BREAKS: &[Break] = &[
         tests: &["async_client::a_long_delay_costs_a_few_waits_not_hundreds"],
     },
     Break {
+        id: "send-on-event-only",
+        chapter: "d-ready-list",
+        file: "src/connection.rs",
+        find: "if self.sent < self.bytes.len() && (self.writable || self.connected) {",
+        replace: "if self.writable && self.sent < self.bytes.len() {",
+        mistake: "sending only after a writable event, while the connection never leaves the ready list",
+        claim: "a connection kept on the ready list by its reads still sends the rest of its request",
+        tests: &[
+            "lib::connection::tests::a_connection_kept_on_the_ready_list_still_sends_the_rest_of_its_request",
+        ],
+    },
+    Break {
         id: "twin-open",
         chapter: "d-ready-list",
         file: "src/worker.rs",
