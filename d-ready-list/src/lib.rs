@@ -5,11 +5,13 @@
 //! Read it top to bottom: [`ffi`] declares the kernel's interface by hand,
 //! `poll` wraps it in a small mio-shaped API ([`Poll`], [`Registry`],
 //! [`Token`], [`Interest`], [`Events`], [`Event`]), [`slab`] turns tokens
-//! into connections, and [`client`] is the program built on it.
+//! into connections, [`worker`] is the chapter's lesson (one thread's event
+//! loop, with the ready list and the cleanup list), `connection` is one
+//! connection's I/O, and [`client`] runs the workers and reports.
 //! [`delay_server`] and [`http`] are support code, the same file, byte for
 //! byte, in every chapter. [`cli`], the command line, is support code too,
 //! but not the same everywhere: this chapter's is chapter 3's plus
-//! `--hedge` and `--endless`.
+//! `--hedge`, `--endless` and `--max-open`.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

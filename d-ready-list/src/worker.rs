@@ -32,6 +32,8 @@ pub struct Worker {
     /// Requests that wait for a connection while `max_open` are open.
     waiting: VecDeque<Request>,
     max_open: usize,
+    /// Connections that carry a request: all but the endless sender's.
+    open_for_requests: usize,
     budget: Budget,
     start: Instant,
     /// Requests with a connection, not yet answered (a hedged pair counts
@@ -69,6 +71,7 @@ impl Worker {
             cleanup_list: Vec::new(),
             waiting: VecDeque::new(),
             max_open: usize::MAX,
+            open_for_requests: 0,
             budget,
             start,
             remaining: 0,
@@ -76,9 +79,10 @@ impl Worker {
         })
     }
 
-    /// Keeps at most `max_open` connections open at once (a hedged request
-    /// needs two); requests beyond that wait for one to finish. 0 means no
-    /// limit.
+    /// Keeps at most `max_open` connections open at once for requests (a
+    /// hedged request needs two, and goes alone if the limit is 1; the
+    /// endless sender does not count); requests beyond that wait for one to
+    /// finish. 0 means no limit.
     pub fn limit_open(&mut self, max_open: usize) {
         self.max_open = if max_open == 0 { usize::MAX } else { max_open };
     }
@@ -109,7 +113,7 @@ impl Worker {
     fn open_waiting(&mut self) -> Result<(), Error> {
         while let Some(next) = self.waiting.front() {
             let needed = if next.hedged { 2 } else { 1 };
-            if self.connections.len() + needed > self.max_open && !self.connections.is_empty() {
+            if self.open_for_requests + needed > self.max_open && self.open_for_requests > 0 {
                 return Ok(());
             }
             let next = self.waiting.pop_front().expect("just looked");
@@ -155,6 +159,9 @@ impl Worker {
 
     fn add(&mut self, connection: Connection) -> Result<Token, Error> {
         let interest = connection.interest();
+        if matches!(connection.body, Body::Keep) {
+            self.open_for_requests += 1;
+        }
         let token = self.connections.insert(connection);
         let connection = self.connections.get(token).expect("just inserted");
         self.poll
@@ -338,7 +345,14 @@ impl Worker {
             .deregister(&connection.stream)
             .map_err(Error::Poll)?;
         self.cleanup_list.push(token);
-        Ok(self.connections.remove(token))
+        let connection = self.connections.remove(token);
+        if connection
+            .as_ref()
+            .is_some_and(|c| matches!(c.body, Body::Keep))
+        {
+            self.open_for_requests -= 1;
+        }
+        Ok(connection)
     }
 
     /// After the turn: the closed connections' tokens leave the ready list

@@ -387,3 +387,21 @@ fn with_one_connection_open_at_a_time_the_requests_go_one_after_another() {
     );
 }
 // ANCHOR_END: max_open
+
+#[test]
+fn the_endless_sender_does_not_count_against_max_open() {
+    let server = DelayServer::start().expect("start delay server");
+    let config = Config {
+        paths: vec!["/0/first".to_string(), "/0/second".to_string()],
+        workers: 1,
+        max_open: 1,
+        endless: true,
+        deadline: Duration::from_secs(5),
+        ..one_request(server.addr())
+    };
+    let summary = within(PATIENCE, "client run", move || {
+        client::run(&config, &mut Vec::new())
+    })
+    .expect("both requests answered beside the endless body");
+    assert_eq!(summary.completed.len(), 2);
+}
