@@ -24,12 +24,15 @@ pub fn bars(path: &Path, title: &str, bars: &[(String, f64)]) -> io::Result<()> 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
     let top = bars.iter().map(|(_, v)| *v).fold(0.0, f64::max) * 1.15;
+    // An integer range is inclusive for plotters: 0..n has n + 1 values, so
+    // n bars need 0..n - 1, or a last, empty slot is drawn.
+    let last = bars.len().saturating_sub(1);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..top)
+        .build_cartesian_2d((0..last).into_segmented(), 0.0..top)
         .map_err(failed)?;
     chart
         .configure_mesh()
@@ -46,7 +49,14 @@ pub fn bars(path: &Path, title: &str, bars: &[(String, f64)]) -> io::Result<()> 
             .draw_series(std::iter::once(Rectangle::new(
                 [
                     (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), *value),
+                    (
+                        if i < last {
+                            SegmentValue::Exact(i + 1)
+                        } else {
+                            SegmentValue::Last
+                        },
+                        *value,
+                    ),
                 ],
                 colour.mix(0.8).filled(),
             )))
