@@ -73,10 +73,51 @@ pub fn lines(
     y_label: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> io::Result<()> {
-    let (x_max, y_max) = extent(series);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
-    let mut chart = ChartBuilder::on(&root)
+    lines_on(&root, title, x_label, y_label, series)?;
+    root.present().map_err(failed)
+}
+
+/// One panel of lines over linear axes.
+#[derive(Debug)]
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Panels of lines side by side, in one picture twice as wide as the others.
+pub fn panels(path: &Path, panels: &[Panel]) -> io::Result<()> {
+    let size = (SIZE.0 * panels.len().max(1) as u32, SIZE.1);
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(failed)?;
+    for (area, panel) in root
+        .split_evenly((1, panels.len().max(1)))
+        .iter()
+        .zip(panels)
+    {
+        lines_on(
+            area,
+            panel.title,
+            panel.x_label,
+            panel.y_label,
+            &panel.series,
+        )?;
+    }
+    root.present().map_err(failed)
+}
+
+fn lines_on(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> io::Result<()> {
+    let (x_max, y_max) = extent(series);
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
@@ -89,8 +130,7 @@ pub fn lines(
         .y_desc(y_label)
         .draw()
         .map_err(failed)?;
-    draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)?;
-    root.present().map_err(failed)
+    draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)
 }
 
 /// Lines over logarithmic axes, for values that span orders of magnitude.
