@@ -45,22 +45,23 @@ pub fn bars(path: &Path, title: &str, bars: &[(String, f64)]) -> io::Result<()> 
         .map_err(failed)?;
     for (i, (_, value)) in bars.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (
-                        if i < last {
-                            SegmentValue::Exact(i + 1)
-                        } else {
-                            SegmentValue::Last
-                        },
-                        *value,
-                    ),
-                ],
-                colour.mix(0.8).filled(),
-            )))
-            .map_err(failed)?;
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (
+                    if i < last {
+                        SegmentValue::Exact(i + 1)
+                    } else {
+                        SegmentValue::Last
+                    },
+                    *value,
+                ),
+            ],
+            colour.mix(0.8).filled(),
+        );
+        // A gap between neighbours.
+        bar.set_margin(0, 0, 12, 12);
+        chart.draw_series(std::iter::once(bar)).map_err(failed)?;
     }
     root.present().map_err(failed)
 }
