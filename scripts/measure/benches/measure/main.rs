@@ -12,6 +12,7 @@ mod fairness;
 mod idle;
 mod output;
 mod plot;
+mod ports;
 mod scale;
 mod stats;
 mod sys;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::output::{self, Goal, ratio};
 use crate::plot::{self, Panel};
+use crate::ports;
 use crate::stats::median;
 use crate::sys;
 
@@ -192,6 +193,18 @@ fn measure(out: &Path, programs: &Programs, private: bool) -> io::Result<Vec<Goa
     output::write_table(out, "scale.md", &text)?;
     print!("{text}");
     draw(out, &runs)?;
+    // The most connections a run held: the ports trial opens as many.
+    let most = runs.iter().map(|run| run.requests).max().unwrap_or(1_000);
+    let ports_text = if private {
+        ports::run(out, most)?
+    } else {
+        "Not run this time: it narrows the ephemeral port range for a moment, which \
+         it does only in a network namespace of its own (root). `scale-ports.csv` \
+         is from an earlier run.\n"
+            .to_string()
+    };
+    output::write_table(out, "scale-ports.md", &ports_text)?;
+    print!("{ports_text}");
     Ok(goals(&runs, &skipped))
 }
 
