@@ -162,8 +162,10 @@ fn measure(out: &Path, programs: &Programs, private: bool) -> io::Result<Vec<Goa
     plan.extend(COUNTS.iter().map(|&n| (Server::Tokio, n)));
     for (server, requests) in plan {
         if let Some(reason) = cannot_run(requests, fd_limit, ports) {
-            eprintln!("  {requests} requests: not run: {reason}");
-            skipped.push((requests, reason));
+            if !skipped.iter().any(|(n, _)| *n == requests) {
+                eprintln!("  {requests} requests: not run: {reason}");
+                skipped.push((requests, reason));
+            }
             continue;
         }
         for pair in 0..PAIRS {
