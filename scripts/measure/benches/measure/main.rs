@@ -12,6 +12,7 @@ mod fairness;
 mod idle;
 mod output;
 mod plot;
+mod ports;
 mod scale;
 mod stats;
 mod sys;
@@ -55,6 +56,7 @@ fn main() {
         }
     }
     let commit = output::commit();
+    let load = output::load();
     let out = out_dir();
     if let Err(error) = std::fs::create_dir_all(&out) {
         fail(&format!("cannot create {}: {error}", out.display()));
@@ -78,7 +80,7 @@ fn main() {
             Err(error) => fail(&format!("{name}: {error}")),
         }
     }
-    if let Err(error) = output::write_machine(&out, &commit) {
+    if let Err(error) = output::write_machine(&out, &commit, &load) {
         fail(&format!("cannot write machine.md: {error}"));
     }
     println!();

@@ -117,14 +117,28 @@ pub fn write_goals(dir: &Path, ran: &[String], goals: &[Goal]) -> io::Result<()>
     )
 }
 
-/// The machine and date the numbers were taken on.
 /// The commit being measured. Taken before anything is written: the run
 /// itself rewrites tracked files, which would make any tree look dirty.
 pub fn commit() -> String {
     command_line("git", &["describe", "--always", "--dirty"])
 }
 
-pub fn write_machine(dir: &Path, commit: &str) -> io::Result<()> {
+/// The load averages over 1, 5 and 15 minutes: how busy the machine was.
+pub fn load() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// `load_at_start` is [`load`] before the first measurement.
+/// The machine, date and commit the numbers were taken on.
+pub fn write_machine(dir: &Path, commit: &str, load_at_start: &str) -> io::Result<()> {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -147,7 +161,7 @@ pub fn write_machine(dir: &Path, commit: &str) -> io::Result<()> {
                 .and_then(|kib| kib.parse::<u64>().ok())
         })
         .map_or(String::from("unknown"), |kib| format!("{} GiB", kib >> 20));
-    let date = command_line("date", &["-u", "+%Y-%m-%d"]);
+    let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M"]);
     let rustc = command_line("rustc", &["--version"]);
     let rows = vec![
         vec!["date (UTC)".to_string(), date],
@@ -156,6 +170,10 @@ pub fn write_machine(dir: &Path, commit: &str) -> io::Result<()> {
         vec!["memory".to_string(), memory],
         vec!["kernel".to_string(), format!("Linux {kernel}")],
         vec!["compiler".to_string(), rustc],
+        vec![
+            "load average (1, 5, 15 min)".to_string(),
+            format!("{load_at_start} at the start; {} at the end", load()),
+        ],
     ];
     write_table(dir, "machine.md", &table(&["", ""], &rows))
 }

@@ -24,12 +24,15 @@ pub fn bars(path: &Path, title: &str, bars: &[(String, f64)]) -> io::Result<()> 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
     let top = bars.iter().map(|(_, v)| *v).fold(0.0, f64::max) * 1.15;
+    // An integer range is inclusive for plotters: 0..n has n + 1 values, so
+    // n bars need 0..n - 1, or a last, empty slot is drawn.
+    let last = bars.len().saturating_sub(1);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..top)
+        .build_cartesian_2d((0..last).into_segmented(), 0.0..top)
         .map_err(failed)?;
     chart
         .configure_mesh()
@@ -42,15 +45,23 @@ pub fn bars(path: &Path, title: &str, bars: &[(String, f64)]) -> io::Result<()> 
         .map_err(failed)?;
     for (i, (_, value)) in bars.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), *value),
-                ],
-                colour.mix(0.8).filled(),
-            )))
-            .map_err(failed)?;
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (
+                    if i < last {
+                        SegmentValue::Exact(i + 1)
+                    } else {
+                        SegmentValue::Last
+                    },
+                    *value,
+                ),
+            ],
+            colour.mix(0.8).filled(),
+        );
+        // A gap between neighbours.
+        bar.set_margin(0, 0, 12, 12);
+        chart.draw_series(std::iter::once(bar)).map_err(failed)?;
     }
     root.present().map_err(failed)
 }
@@ -63,10 +74,51 @@ pub fn lines(
     y_label: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> io::Result<()> {
-    let (x_max, y_max) = extent(series);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
-    let mut chart = ChartBuilder::on(&root)
+    lines_on(&root, title, x_label, y_label, series)?;
+    root.present().map_err(failed)
+}
+
+/// One panel of lines over linear axes.
+#[derive(Debug)]
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Panels of lines side by side, in one picture twice as wide as the others.
+pub fn panels(path: &Path, panels: &[Panel]) -> io::Result<()> {
+    let size = (SIZE.0 * panels.len().max(1) as u32, SIZE.1);
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(failed)?;
+    for (area, panel) in root
+        .split_evenly((1, panels.len().max(1)))
+        .iter()
+        .zip(panels)
+    {
+        lines_on(
+            area,
+            panel.title,
+            panel.x_label,
+            panel.y_label,
+            &panel.series,
+        )?;
+    }
+    root.present().map_err(failed)
+}
+
+fn lines_on(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> io::Result<()> {
+    let (x_max, y_max) = extent(series);
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
@@ -79,8 +131,7 @@ pub fn lines(
         .y_desc(y_label)
         .draw()
         .map_err(failed)?;
-    draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)?;
-    root.present().map_err(failed)
+    draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)
 }
 
 /// Lines over logarithmic axes, for values that span orders of magnitude.

@@ -74,3 +74,47 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
         }
     }
 }
+
+/// The calling thread's network namespace, to come back to with
+/// [`enter_network`].
+pub fn current_network() -> io::Result<OwnedFd> {
+    let file = std::fs::File::open("/proc/thread-self/ns/net")?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Moves the calling thread, and so every process it starts from now on,
+/// into a new network namespace with its loopback interface up: loopback
+/// traffic, connection tables and counters of its own. Needs root (or
+/// `CAP_SYS_ADMIN`).
+pub fn new_network() -> io::Result<()> {
+    // SAFETY: unshare takes flags, no pointers.
+    check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    // A new namespace's loopback is down: bring it up, as `ip link set lo
+    // up` would, with the interface's flags read and written back.
+    // SAFETY: socket takes no pointers.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data, for which all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(b"lo") {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: the request is a live ifreq naming an interface, into which
+    // SIOCGIFFLAGS writes the flags.
+    check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) })?;
+    // SAFETY: SIOCGIFFLAGS has just written `ifru_flags`, the union's
+    // member that SIOCSIFFLAGS reads.
+    unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads the request.
+    check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) })?;
+    Ok(())
+}
+
+/// Moves the calling thread back into the network namespace `ns`.
+pub fn enter_network(ns: BorrowedFd) -> io::Result<()> {
+    // SAFETY: setns takes an fd, borrowed and so open, and flags.
+    check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+    Ok(())
+}
