@@ -126,10 +126,12 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
         workers.push(worker);
     }
     // A request and its twin go to the same worker: only the thread that
-    // owns a connection may close it.
+    // owns a connection may close it. Each worker opens its own share, on
+    // its own thread, so the connects of a big run go out in parallel and
+    // each worker starts reading answers as soon as its own are out.
     for (request, path) in config.paths.iter().enumerate() {
         let worker = &mut workers[request % threads];
-        worker.queue(config.addr, request, path, config.hedge)?;
+        worker.queue(config.addr, request, path, config.hedge);
     }
     if config.endless {
         workers[0].open_endless(config.addr, config.paths.len())?;
@@ -204,6 +206,10 @@ impl<W: Write + Send> Shared<'_, W> {
     /// counted, and the requests it was still waiting for.
     fn drive(&self, mut worker: Worker) -> (Stats, Vec<(usize, String)>) {
         let mut done = Vec::new();
+        if let Err(error) = worker.open_waiting() {
+            self.fail(error);
+            return (*worker.stats(), worker.missing());
+        }
         while worker.remaining() > 0 {
             let Some(left) = time_left(self.start, self.config) else {
                 self.fail(Error::Deadline {

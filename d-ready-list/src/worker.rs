@@ -91,26 +91,21 @@ impl Worker {
         self.poll.registry()
     }
 
-    /// Sends request number `request` now, or as soon as fewer than the
-    /// limit of connections are open.
-    pub fn queue(
-        &mut self,
-        addr: SocketAddr,
-        request: usize,
-        path: &str,
-        hedged: bool,
-    ) -> Result<(), Error> {
+    /// Adds request number `request` to the requests waiting for a
+    /// connection: [`open_waiting`](Worker::open_waiting) opens it.
+    pub fn queue(&mut self, addr: SocketAddr, request: usize, path: &str, hedged: bool) {
         self.waiting.push_back(Request {
             addr,
             request,
             path: path.to_string(),
             hedged,
         });
-        self.open_waiting()
     }
 
-    /// Opens connections for waiting requests while the limit allows.
-    fn open_waiting(&mut self) -> Result<(), Error> {
+    /// Opens connections for waiting requests while the limit allows: on
+    /// the worker's own thread when it starts, and again each time a
+    /// response completes.
+    pub fn open_waiting(&mut self) -> Result<(), Error> {
         while let Some(next) = self.waiting.front() {
             let needed = if next.hedged { 2 } else { 1 };
             if self.open_for_requests + needed > self.max_open && self.open_for_requests > 0 {

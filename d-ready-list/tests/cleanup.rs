@@ -53,7 +53,7 @@ fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
         // answered, and then opens in the middle of the turn.
         worker.limit_open(2);
         let (first, second) = worker.open_hedged(addr, 0, "/twin").unwrap();
-        worker.queue(addr, 1, "/next", false).unwrap();
+        worker.queue(addr, 1, "/next", false);
         assert_eq!(worker.remaining(), 2);
 
         // Let the worker send both requests: once both connections have been
