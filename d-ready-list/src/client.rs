@@ -206,10 +206,6 @@ impl<W: Write + Send> Shared<'_, W> {
     /// counted, and the requests it was still waiting for.
     fn drive(&self, mut worker: Worker) -> (Stats, Vec<(usize, String)>) {
         let mut done = Vec::new();
-        if let Err(error) = worker.open_waiting() {
-            self.fail(error);
-            return (*worker.stats(), worker.missing());
-        }
         while worker.remaining() > 0 {
             let Some(left) = time_left(self.start, self.config) else {
                 self.fail(Error::Deadline {
@@ -218,6 +214,10 @@ impl<W: Write + Send> Shared<'_, W> {
                 });
                 break;
             };
+            if let Err(error) = worker.open_waiting() {
+                self.fail(error);
+                break;
+            }
             match worker.wait(Some(left)) {
                 Ok(Wait::Woken) => break,
                 Ok(Wait::Ready) => {}

@@ -17,6 +17,12 @@ use crate::{Events, Poll, Registry, Token};
 /// How many events one wait can return; more stay queued for the next wait.
 const EVENTS_CAPACITY: usize = 64;
 
+/// How many waiting requests one pass of the loop opens. Opening is work
+/// like reading: a worker that opened its thousands of connections in one
+/// go would send none of their requests (and so start none of the
+/// server's delays) until the last connect was made.
+pub const OPENS_PER_TURN: usize = 64;
+
 // ANCHOR: worker
 /// One thread's share of the work.
 #[derive(Debug)]
@@ -102,16 +108,15 @@ impl Worker {
         });
     }
 
-    /// Opens connections for waiting requests while the limit allows: on
-    /// the worker's own thread when it starts, and again each time a
-    /// response completes.
+    /// Opens connections for up to `OPENS_PER_TURN` waiting requests, while
+    /// the limit allows. The worker's loop calls it before each wait, and
+    /// `complete` when a response frees a place.
     pub fn open_waiting(&mut self) -> Result<(), Error> {
-        while let Some(next) = self.waiting.front() {
-            let needed = if next.hedged { 2 } else { 1 };
-            if self.open_for_requests + needed > self.max_open && self.open_for_requests > 0 {
-                return Ok(());
+        for _ in 0..OPENS_PER_TURN {
+            if !self.can_open() {
+                break;
             }
-            let next = self.waiting.pop_front().expect("just looked");
+            let next = self.waiting.pop_front().expect("can_open looked");
             if next.hedged {
                 self.open_hedged(next.addr, next.request, &next.path)?;
             } else {
@@ -119,6 +124,19 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Whether a request waits, and the limit lets it open now.
+    fn can_open(&self) -> bool {
+        self.waiting.front().is_some_and(|next| {
+            let needed = if next.hedged { 2 } else { 1 };
+            self.open_for_requests + needed <= self.max_open || self.open_for_requests == 0
+        })
+    }
+
+    /// Connections that carry a request, open now.
+    pub fn open_for_requests(&self) -> usize {
+        self.open_for_requests
     }
 
     /// Opens a connection for request number `request`, now, and registers
@@ -189,11 +207,12 @@ impl Worker {
 impl Worker {
     // ANCHOR: wait
     /// Waits for events and puts each connection they name at the back of
-    /// the ready list. While the list has work on it, this does not wait:
-    /// it only collects what else became ready, so that a connection that
-    /// is never done cannot keep the others from being heard.
+    /// the ready list. While the list has work on it, or requests wait to
+    /// be opened, this does not wait: it only collects what else became
+    /// ready, so that a connection that is never done cannot keep the others
+    /// from being heard.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Wait, Error> {
-        let timeout = if self.ready_list.is_empty() {
+        let timeout = if self.ready_list.is_empty() && !self.can_open() {
             timeout
         } else {
             Some(Duration::ZERO)

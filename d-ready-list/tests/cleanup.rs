@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use d_ready_list::client::{Budget, Error, Problem, READ_CHUNK};
-use d_ready_list::worker::Worker;
+use d_ready_list::worker::{OPENS_PER_TURN, Worker};
 use support::{PATIENCE, wait_until, within};
 
 /// Bytes sent but not yet acknowledged by the peer's kernel. At zero,
@@ -310,3 +310,22 @@ fn a_closed_twins_token_leaves_the_ready_list_before_its_slot_is_reused() {
     });
 }
 // ANCHOR_END: leftover
+
+// ANCHOR: opens_per_turn
+#[test]
+fn one_pass_of_the_loop_opens_at_most_a_turns_worth_of_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
+    for request in 0..OPENS_PER_TURN + 10 {
+        worker.queue(addr, request, "/0/x", false);
+    }
+    // Opening is a turn's work like any other: the rest wait for the next
+    // pass, so the first requests can be sent in between.
+    worker.open_waiting().unwrap();
+    assert_eq!(worker.open_for_requests(), OPENS_PER_TURN);
+    worker.open_waiting().unwrap();
+    assert_eq!(worker.open_for_requests(), OPENS_PER_TURN + 10);
+    assert_eq!(worker.remaining(), OPENS_PER_TURN + 10);
+}
+// ANCHOR_END: opens_per_turn

@@ -360,8 +360,8 @@ pub const BREAKS: &[Break] = &[
         id: "no-limit",
         chapter: "d-ready-list",
         file: "src/worker.rs",
-        find: "            if self.open_for_requests + needed > self.max_open && self.open_for_requests > 0 {",
-        replace: "            if false {",
+        find: "            self.open_for_requests + needed <= self.max_open || self.open_for_requests == 0\n",
+        replace: "            needed > 0\n",
         mistake: "opening every waiting request at once, whatever `--max-open` says",
         claim: "a worker keeps at most `--max-open` connections open, and the rest wait",
         tests: &[
@@ -419,6 +419,16 @@ pub const BREAKS: &[Break] = &[
         mistake: "counting the endless sender against `--max-open`",
         claim: "requests beside an endless sender still get connections",
         tests: &["end_to_end::the_endless_sender_does_not_count_against_max_open"],
+    },
+    Break {
+        id: "open-all",
+        chapter: "d-ready-list",
+        file: "src/worker.rs",
+        find: "        for _ in 0..OPENS_PER_TURN {\n            if !self.can_open() {",
+        replace: "        loop {\n            if !self.can_open() {",
+        mistake: "opening every waiting request before reading anything",
+        claim: "one pass of the loop opens at most 64 connections, so the first requests go out while later ones connect",
+        tests: &["cleanup::one_pass_of_the_loop_opens_at_most_a_turns_worth_of_connections"],
     },
     Break {
         id: "twin-open",
