@@ -123,8 +123,12 @@ fn check(only: &[&str]) -> Result<bool, String> {
             breaks.len(),
             tests.len()
         );
-        if scratch.run_tests(chapter, &tests, false)? != Outcome::Passed {
-            eprintln!("FAILED {chapter}: the named tests do not pass without a break");
+        let unbroken = scratch.run_tests(chapter, &tests, false)?;
+        if unbroken != Outcome::Passed {
+            eprintln!("FAILED {chapter}: without a break, the named tests: {unbroken:?}");
+            eprintln!("{chapter}: once more, with their output:");
+            let again = scratch.run_tests(chapter, &tests, true)?;
+            eprintln!("{chapter}: the second time: {again:?}");
             failed += breaks.len();
             continue;
         }
