@@ -22,6 +22,18 @@ pub struct Break {
     pub tests: &'static [&'static str],
 }
 
+impl Break {
+    /// The book page whose "Break it" table lists this break: the chapter's,
+    /// or, for chapter 4's async example, the page about it.
+    pub fn page(&self) -> &'static str {
+        if self.file.starts_with("examples/async_client/") {
+            "events-to-futures"
+        } else {
+            self.chapter
+        }
+    }
+}
+
 pub const BREAKS: &[Break] = &[
     // Chapter 1: the FFI, the Poll API, level-triggered readiness.
     Break {

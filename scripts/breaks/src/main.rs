@@ -167,39 +167,45 @@ fn check(only: &[&str]) -> Result<bool, String> {
 /// pitfalls table, into `dir`.
 fn markdown(dir: &Path) -> Result<bool, String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let header = "| run | the mistake | what no longer holds | the test that fails |\n\
+                  | --- | --- | --- | --- |\n";
+    let mut pages: BTreeMap<&str, String> = BTreeMap::new();
     let mut pitfalls = String::from(
-        "| pitfall | what must hold instead | chapter | break it | the test that fails |\n\
+        "| pitfall | what must hold instead | page | break it | the test that fails |\n\
          | --- | --- | --- | --- | --- |\n",
     );
-    for chapter in CHAPTERS {
-        let mut page = String::from(
-            "| run | the mistake | what no longer holds | the test that fails |\n\
-             | --- | --- | --- | --- |\n",
+    for b in BREAKS {
+        let run = format!("`scripts/break {} {}`", b.chapter, b.id);
+        let tests = tests_list(b.tests);
+        let page = pages.entry(b.page()).or_insert_with(|| header.to_string());
+        let _ = writeln!(page, "| {run} | {} | {} | {tests} |", b.mistake, b.claim);
+        let _ = writeln!(
+            pitfalls,
+            "| {} | {} | [{}]({}.md) | {run} | {tests} |",
+            b.mistake,
+            b.claim,
+            page_title(b.page()),
+            b.page()
         );
-        for b in BREAKS.iter().filter(|b| b.chapter == chapter) {
-            let run = format!("`scripts/break {chapter} {}`", b.id);
-            let tests = tests_list(b.tests);
-            let _ = writeln!(page, "| {run} | {} | {} | {tests} |", b.mistake, b.claim);
-            let number = chapter_number(chapter);
-            let _ = writeln!(
-                pitfalls,
-                "| {} | {} | [{number}]({chapter}.md) | {run} | {tests} |",
-                b.mistake, b.claim
-            );
-        }
-        write(&dir.join(format!("{chapter}.breaks.md")), &page)?;
+    }
+    for (page, table) in &pages {
+        write(&dir.join(format!("{page}.breaks.md")), table)?;
     }
     write(&dir.join("pitfalls.md"), &pitfalls)?;
     Ok(true)
 }
 
+/// How the pitfalls table names a page: a chapter by its number.
+fn page_title(page: &str) -> String {
+    match CHAPTERS.iter().position(|c| *c == page) {
+        Some(index) => format!("{}", index + 1),
+        None => "futures".to_string(),
+    }
+}
+
 fn tests_list(tests: &[&str]) -> String {
     let names: Vec<String> = tests.iter().map(|t| format!("`{t}`")).collect();
     names.join(", ")
-}
-
-fn chapter_number(chapter: &str) -> usize {
-    CHAPTERS.iter().position(|c| *c == chapter).unwrap_or(0) + 1
 }
 
 fn indent(prefix: &str, text: &str) -> String {
