@@ -127,8 +127,9 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
     }
     // A request and its twin go to the same worker: only the thread that
     // owns a connection may close it. Each worker opens its own share, on
-    // its own thread, so the connects of a big run go out in parallel and
-    // each worker starts reading answers as soon as its own are out.
+    // its own thread and a turn's worth at a time (`Worker::open_waiting`),
+    // so the connects of a big run go out in parallel, and answers are read
+    // while later connects still go out.
     for (request, path) in config.paths.iter().enumerate() {
         let worker = &mut workers[request % threads];
         worker.queue(config.addr, request, path, config.hedge);
