@@ -174,7 +174,16 @@ fn markdown(dir: &Path) -> Result<bool, String> {
         "| pitfall | what must hold instead | page | break it | the test that fails |\n\
          | --- | --- | --- | --- | --- |\n",
     );
-    for b in BREAKS {
+    // The pitfalls table in reading order: the chapters, then the page
+    // after them.
+    let mut in_order: Vec<&Break> = BREAKS.iter().collect();
+    in_order.sort_by_key(|b| {
+        CHAPTERS
+            .iter()
+            .position(|c| *c == b.page())
+            .unwrap_or(CHAPTERS.len())
+    });
+    for b in in_order {
         let run = format!("`scripts/break {} {}`", b.chapter, b.id);
         let tests = tests_list(b.tests);
         let page = pages.entry(b.page()).or_insert_with(|| header.to_string());
@@ -203,8 +212,13 @@ fn page_title(page: &str) -> String {
     }
 }
 
+/// The tests as cargo names them: a unit test without the `lib::` that
+/// tells this tool to run it from the library.
 fn tests_list(tests: &[&str]) -> String {
-    let names: Vec<String> = tests.iter().map(|t| format!("`{t}`")).collect();
+    let names: Vec<String> = tests
+        .iter()
+        .map(|t| format!("`{}`", t.strip_prefix("lib::").unwrap_or(t)))
+        .collect();
     names.join(", ")
 }
 
