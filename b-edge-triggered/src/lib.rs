@@ -33,7 +33,9 @@ use delay_server::DelayServer;
 // ANCHOR: run_program
 /// What `main` does: find or start a delay server, then run the client.
 pub fn run_program(options: &cli::Options, out: &mut impl Write) -> Result<Summary, Error> {
-    raise_fd_limit();
+    // Not fatal: with the limit as it was, a connect past it fails with
+    // "Too many open files", which says what to do.
+    let _ = raise_fd_limit();
     let embedded;
     let addr = match &options.addr {
         Some(addr) => resolve(addr)?,
@@ -56,23 +58,26 @@ pub fn run_program(options: &cli::Options, out: &mut impl Write) -> Result<Summa
 /// Every connection is a file descriptor, and so is each of the embedded
 /// server's. Many desktops start programs with a soft limit of 1024 open
 /// files under a much higher hard limit; servers raise the soft limit to
-/// the hard one when they start, and so does this program. If that fails,
-/// the limit stays as it was, and a connect past it fails with "Too many
-/// open files".
-fn raise_fd_limit() {
+/// the hard one when they start, and so does this program (and so do the
+/// tests that open hundreds of connections).
+pub fn raise_fd_limit() -> io::Result<()> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit through the pointer, which points
     // at one that lives for the whole call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0
-        && limit.rlim_cur < limit.rlim_max
-    {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
         // SAFETY: setrlimit only reads the rlimit the pointer points at.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
     }
+    Ok(())
 }
 // ANCHOR_END: fd_limit
 

@@ -10,7 +10,7 @@ use d_ready_list::cli;
 use d_ready_list::client::{self, Budget, Config, Error, Problem, Summary};
 use d_ready_list::delay_server::DelayServer;
 use d_ready_list::http::Invalid;
-use support::{PATIENCE, raise_fd_limit, refusing_addr, within};
+use support::{PATIENCE, refusing_addr, within};
 
 /// More than one, so that every test here also runs several workers.
 const WORKERS: usize = 3;
@@ -33,7 +33,9 @@ fn run_with(
     hedge: bool,
     max_open: usize,
 ) -> (Result<Summary, Error>, String) {
-    raise_fd_limit();
+    // Hundreds of connections, and the server's end of each, beside other
+    // tests on parallel threads: more than the 1024 many desktops start with.
+    d_ready_list::raise_fd_limit().expect("raise the open-file limit");
     let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
     within(PATIENCE, "client run", move || {
         let server = DelayServer::start().expect("start delay server");

@@ -102,24 +102,3 @@ pub fn in_epoll_wait(tid: libc::pid_t) -> bool {
     let waits = [libc::SYS_epoll_pwait];
     number.is_some_and(|n| waits.contains(&n))
 }
-
-/// Raises this test process's soft limit on open files to its hard limit,
-/// as the program does at start. A test with hundreds of connections, and
-/// the embedded server's end of each, beside other tests on parallel
-/// threads, needs more than the 1024 many desktops start with.
-pub fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit through the pointer, which points
-    // at one that lives for the whole call.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(got, 0, "getrlimit: {}", std::io::Error::last_os_error());
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: setrlimit only reads the rlimit the pointer points at.
-        let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-        assert_eq!(set, 0, "setrlimit: {}", std::io::Error::last_os_error());
-    }
-}

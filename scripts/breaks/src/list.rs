@@ -476,7 +476,7 @@ pub const BREAKS: &[Break] = &[
         id: "fd-limit",
         chapter: "d-ready-list",
         file: "src/lib.rs",
-        find: "    raise_fd_limit();\n",
+        find: "    let _ = raise_fd_limit();\n",
         replace: "",
         mistake: "living with the soft limit of 1024 open files",
         claim: "a run needs no more than the hard limit on open files",
