@@ -2,13 +2,14 @@
 //! by one thread through one `Poll`, each response printed the moment it is
 //! complete.
 
-use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::http::{self, Parsed, Response};
-use crate::{Events, Interest, Poll, Token};
+use crate::connection::Connection;
+pub use crate::error::{Error, Problem};
+use crate::http;
+use crate::poll::{Events, Interest, Poll, Token};
 
 /// What to run: where to connect, which paths to ask for, and how long the
 /// whole run may take.
@@ -38,8 +39,6 @@ pub struct Summary {
     pub threads: usize,
 }
 
-/// The size of one read. Small enough that the large-body tests need many.
-const READ_CHUNK: usize = 4096;
 /// How many events one wait can return; more stay queued for the next wait.
 const EVENTS_CAPACITY: usize = 64;
 
@@ -111,61 +110,6 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, Error> {
 }
 // ANCHOR_END: run
 
-// ANCHOR: connection
-/// One request on its own connection, and what has come back so far.
-#[derive(Debug)]
-struct Connection {
-    stream: TcpStream,
-    path: String,
-    received: Vec<u8>,
-}
-
-impl Connection {
-    /// Connects and sends the request. The socket stays blocking: with
-    /// level-triggered readiness we read only when epoll says a read will
-    /// not block, and a request this small fits the empty send buffer.
-    fn open(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Connection, Error> {
-        let connect_error = |source| Error::Connect { addr, source };
-        let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(connect_error)?;
-        stream
-            .write_all(http::request(path, &addr.to_string()).as_bytes())
-            .map_err(connect_error)?;
-        Ok(Connection {
-            stream,
-            path: path.to_string(),
-            received: Vec::new(),
-        })
-    }
-
-    /// One read per event. If more is waiting, level-triggered epoll simply
-    /// reports the socket again on the next wait.
-    fn on_readable(&mut self) -> Result<Option<Response>, Problem> {
-        let mut buffer = [0; READ_CHUNK];
-        let eof = match self.stream.read(&mut buffer) {
-            Ok(0) => true,
-            Ok(n) => {
-                self.received.extend_from_slice(&buffer[..n]);
-                false
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(None),
-            Err(error) => return Err(Problem::Io(error)),
-        };
-        self.parse(eof)
-    }
-}
-// ANCHOR_END: connection
-
-impl Connection {
-    fn parse(&self, eof: bool) -> Result<Option<Response>, Problem> {
-        match http::parse(&self.received, eof) {
-            Parsed::Incomplete => Ok(None),
-            Parsed::Complete(response) if response.status == 200 => Ok(Some(response)),
-            Parsed::Complete(response) => Err(Problem::Status(response.status, response.reason)),
-            Parsed::Invalid(invalid) => Err(Problem::Response(invalid)),
-        }
-    }
-}
-
 /// The time left before the deadline, or `None` once it has passed.
 fn time_left(start: Instant, config: &Config) -> Option<Duration> {
     config
@@ -214,77 +158,3 @@ fn report_summary(out: &mut impl Write, summary: &Summary) -> Result<(), Error> 
     .map_err(Error::Output)
 }
 // ANCHOR_END: report
-
-/// Why a run failed. Its `Display` is the one line the program prints.
-#[derive(Debug)]
-pub enum Error {
-    /// `--addr` names no address we can connect to.
-    Resolve(String, io::Error),
-    /// The embedded delay server could not start.
-    Setup(io::Error),
-    /// epoll itself failed: out of memory or fds, or a bug of ours.
-    Poll(io::Error),
-    Connect {
-        addr: SocketAddr,
-        source: io::Error,
-    },
-    Request {
-        token: Token,
-        path: String,
-        problem: Problem,
-    },
-    Deadline {
-        deadline: Duration,
-        missing: Vec<String>,
-    },
-    /// Standard output went away (for example `| head -1`).
-    Output(io::Error),
-}
-
-/// What went wrong with one request.
-#[derive(Debug)]
-pub enum Problem {
-    Io(io::Error),
-    Response(http::Invalid),
-    Status(u16, String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Resolve(addr, error) => write!(f, "cannot resolve {addr:?}: {error}"),
-            Error::Setup(error) => write!(f, "cannot start the delay server: {error}"),
-            Error::Poll(error) => write!(f, "epoll failed: {error}"),
-            Error::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
-            Error::Request {
-                token,
-                path,
-                problem,
-            } => write!(f, "request {} (GET {path}): {problem}", token.0),
-            Error::Deadline { deadline, missing } => {
-                write!(f, "gave up after the {} s deadline", deadline.as_secs_f64())?;
-                match missing.as_slice() {
-                    [] => Ok(()),
-                    [first, rest @ ..] => write!(
-                        f,
-                        ": {} response(s) missing, the first for GET {first}",
-                        rest.len() + 1
-                    ),
-                }
-            }
-            Error::Output(error) => write!(f, "cannot write output: {error}"),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Io(error) => write!(f, "{error}"),
-            Problem::Response(invalid) => write!(f, "{invalid}"),
-            Problem::Status(status, reason) => write!(f, "the server answered {status} {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}

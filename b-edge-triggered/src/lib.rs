@@ -17,7 +17,9 @@ compile_error!(
 
 pub mod cli;
 pub mod client;
+mod connection;
 pub mod delay_server;
+pub mod error;
 pub mod ffi;
 pub mod http;
 mod poll;
