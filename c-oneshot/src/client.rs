@@ -2,18 +2,17 @@
 //! by a pool of worker threads through one `Poll`, each response printed
 //! the moment it is complete.
 
-use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::http::{self, Parsed, Response};
-use crate::{Event, Events, Interest, Poll, Token, Waker};
+use crate::connection::Connection;
+pub use crate::error::{Error, Problem};
+use crate::http;
+use crate::poll::{Event, Events, Poll, Token, Waker};
 
 /// What to run: where to connect, which paths to ask for, and how long the
 /// whole run may take.
@@ -50,8 +49,6 @@ pub struct Summary {
     pub rearms: usize,
 }
 
-/// The size of one read. Small enough that the large-body tests need many.
-const READ_CHUNK: usize = 4096;
 /// How many events one wait can return; more stay queued for the next wait.
 const EVENTS_CAPACITY: usize = 64;
 
@@ -83,6 +80,10 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
         events: AtomicUsize::new(0),
         rearms: AtomicUsize::new(0),
     };
+    // With nothing to ask, no answer would ever wake the workers to stop.
+    if config.paths.is_empty() {
+        shared.waker.wake().map_err(Error::Poll)?;
+    }
     thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| shared.worker());
@@ -244,124 +245,6 @@ fn into_inner<T>(mutex: Mutex<T>) -> T {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-// ANCHOR: connection
-/// One request on its own non-blocking connection: the request and how
-/// much of it the kernel has taken, and what has come back so far.
-#[derive(Debug)]
-struct Connection {
-    stream: TcpStream,
-    path: String,
-    connected: bool,
-    request: Vec<u8>,
-    sent: usize,
-    received: Vec<u8>,
-}
-
-impl Connection {
-    /// Starts to connect and returns at once. The connect finishes later,
-    /// and epoll tells us so by reporting the socket writable.
-    fn open(addr: SocketAddr, path: &str) -> Result<Connection, Error> {
-        let connect_error = |source| Error::Connect { addr, source };
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(connect_error)?;
-        socket.set_nonblocking(true).map_err(connect_error)?;
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(error) => return Err(connect_error(error)),
-        }
-        Ok(Connection {
-            stream: socket.into(),
-            path: path.to_string(),
-            connected: false,
-            request: http::request(path, &addr.to_string()).into_bytes(),
-            sent: 0,
-            received: Vec::new(),
-        })
-    }
-
-    /// What to wait for next: room to write while some of the request is
-    /// unsent, and the answer. Re-arming reports what is ready *now*, so
-    /// asking for writable on a socket with room to write would bring an
-    /// event straight back.
-    fn interest(&self) -> Interest {
-        if self.sent < self.request.len() {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        }
-    }
-
-    /// An edge is the only news until something new happens, so do all
-    /// that it allows: send what is left to send, and read until the
-    /// kernel says `WouldBlock`.
-    fn on_event(&mut self, event: &Event) -> Result<Option<Response>, Problem> {
-        if self.sent < self.request.len() && (event.is_writable() || event.is_error()) {
-            self.send()?;
-        }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            return self.drain();
-        }
-        Ok(None)
-    }
-}
-// ANCHOR_END: connection
-
-impl Connection {
-    // ANCHOR: send
-    /// The first writable event says the connect has *finished*, not that
-    /// it worked: `SO_ERROR` says which. Then write until the request is
-    /// out or the send buffer is full; in that case the next writable edge
-    /// brings us back here.
-    fn send(&mut self) -> Result<(), Problem> {
-        if !self.connected {
-            if let Some(error) = self.stream.take_error().map_err(Problem::Io)? {
-                return Err(Problem::Connect(error));
-            }
-            self.connected = true;
-        }
-        while self.sent < self.request.len() {
-            match self.stream.write(&self.request[self.sent..]) {
-                Ok(0) => return Err(Problem::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.sent += n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(Problem::Io(error)),
-            }
-        }
-        Ok(())
-    }
-    // ANCHOR_END: send
-
-    // ANCHOR: drain
-    /// Reads until the kernel has nothing more for us: `WouldBlock`, or EOF.
-    /// Stopping earlier would leave bytes that no edge will ever announce.
-    fn drain(&mut self) -> Result<Option<Response>, Problem> {
-        let mut buffer = [0; READ_CHUNK];
-        loop {
-            match self.stream.read(&mut buffer) {
-                Ok(0) => return self.parse(true),
-                Ok(n) => self.received.extend_from_slice(&buffer[..n]),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return self.parse(false);
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(Problem::Io(error)),
-            }
-        }
-    }
-    // ANCHOR_END: drain
-
-    fn parse(&self, eof: bool) -> Result<Option<Response>, Problem> {
-        match http::parse(&self.received, eof) {
-            Parsed::Incomplete => Ok(None),
-            Parsed::Complete(response) if response.status == 200 => Ok(Some(response)),
-            Parsed::Complete(response) => Err(Problem::Status(response.status, response.reason)),
-            Parsed::Invalid(invalid) => Err(Problem::Response(invalid)),
-        }
-    }
-}
-
 /// The time left before the deadline, or `None` once it has passed.
 fn time_left(start: Instant, config: &Config) -> Option<Duration> {
     config
@@ -398,80 +281,3 @@ fn report_summary(out: &mut impl Write, summary: &Summary) -> Result<(), Error> 
     .map_err(Error::Output)
 }
 // ANCHOR_END: report
-
-/// Why a run failed. Its `Display` is the one line the program prints.
-#[derive(Debug)]
-pub enum Error {
-    /// `--addr` names no address we can connect to.
-    Resolve(String, io::Error),
-    /// The embedded delay server could not start.
-    Setup(io::Error),
-    /// epoll itself failed: out of memory or fds, or a bug of ours.
-    Poll(io::Error),
-    Connect {
-        addr: SocketAddr,
-        source: io::Error,
-    },
-    Request {
-        token: Token,
-        path: String,
-        problem: Problem,
-    },
-    Deadline {
-        deadline: Duration,
-        missing: Vec<String>,
-    },
-    /// Standard output went away (for example `| head -1`).
-    Output(io::Error),
-}
-
-/// What went wrong with one request.
-#[derive(Debug)]
-pub enum Problem {
-    /// The non-blocking connect failed; `SO_ERROR` said why.
-    Connect(io::Error),
-    Io(io::Error),
-    Response(http::Invalid),
-    Status(u16, String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Resolve(addr, error) => write!(f, "cannot resolve {addr:?}: {error}"),
-            Error::Setup(error) => write!(f, "cannot start the delay server: {error}"),
-            Error::Poll(error) => write!(f, "epoll failed: {error}"),
-            Error::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
-            Error::Request {
-                token,
-                path,
-                problem,
-            } => write!(f, "request {} (GET {path}): {problem}", token.0),
-            Error::Deadline { deadline, missing } => {
-                write!(f, "gave up after the {} s deadline", deadline.as_secs_f64())?;
-                match missing.as_slice() {
-                    [] => Ok(()),
-                    [first, rest @ ..] => write!(
-                        f,
-                        ": {} response(s) missing, the first for GET {first}",
-                        rest.len() + 1
-                    ),
-                }
-            }
-            Error::Output(error) => write!(f, "cannot write output: {error}"),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Connect(error) => write!(f, "cannot connect: {error}"),
-            Problem::Io(error) => write!(f, "{error}"),
-            Problem::Response(invalid) => write!(f, "{invalid}"),
-            Problem::Status(status, reason) => write!(f, "the server answered {status} {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}

@@ -40,6 +40,16 @@ fn run(paths: &[&str], deadline: Duration) -> (Result<Summary, Error>, String) {
     })
 }
 
+#[test]
+fn with_no_requests_the_run_ends_at_once() {
+    let start = std::time::Instant::now();
+    let (result, _) = run(&[], DEADLINE);
+    let summary = result.expect("an empty run succeeds");
+    assert!(summary.completed.is_empty());
+    // Not at the deadline: nothing is waited for.
+    assert!(start.elapsed() < DEADLINE / 2, "took {:?}", start.elapsed());
+}
+
 // ANCHOR: order
 #[test]
 fn every_response_arrives_and_the_shorter_delays_finish_first() {
