@@ -2,16 +2,19 @@
 //! out among worker threads that each run their own event loop
 //! ([`Worker`](crate::worker::Worker)), and what it reports.
 
-use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use crate::connection::{Budget, READ_CHUNK};
+pub use crate::error::{Error, Problem};
 use crate::http;
-use crate::worker::{Wait, Worker};
-use crate::{Token, Waker};
+use crate::poll::Waker;
+pub use crate::stats::Stats;
+pub use crate::worker::Completed;
+use crate::worker::{WAKER, Wait, Worker};
 
 /// What to run: where to connect, which paths to ask for, and how long the
 /// whole run may take.
@@ -33,35 +36,6 @@ pub struct Config {
     pub budget: Budget,
 }
 
-// ANCHOR: budget
-/// How much one connection may do in one turn of the ready list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Budget {
-    /// At most this many reads of `READ_CHUNK` bytes, then the next one's go.
-    Reads(usize),
-    /// Read until `WouldBlock`, however long that takes: chapter 2's loop,
-    /// kept so that the tests can show what the budget is for.
-    Drain,
-}
-
-impl Default for Budget {
-    fn default() -> Budget {
-        Budget::Reads(1)
-    }
-}
-// ANCHOR_END: budget
-
-/// One response, as it was reported.
-#[derive(Debug, Clone)]
-pub struct Completed {
-    /// Which request: its place in `Config::paths`.
-    pub request: usize,
-    pub path: String,
-    /// From the start of the run to the moment the response was complete.
-    pub elapsed: Duration,
-    pub body: Vec<u8>,
-}
-
 /// What a successful run did, in the order it happened.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -71,46 +45,6 @@ pub struct Summary {
     pub threads: usize,
     pub stats: Stats,
 }
-
-/// What the workers counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Events for connections (the waker's are not counted).
-    pub events: usize,
-    /// `EPOLL_CTL_MOD`s: one each time a connection leaves the ready list.
-    pub rearms: usize,
-    /// Turns given to connections on the ready list.
-    pub turns: usize,
-    /// Ready-list entries and events whose connection had been closed.
-    pub ignored: usize,
-    /// Hedged twins closed because the other answered first.
-    pub twins_closed: usize,
-    /// Hedged connections that failed while their twin was still open.
-    pub twins_failed: usize,
-    /// Body bytes read from the endless sender, and their CRC-32.
-    pub endless_bytes: u64,
-    pub endless_crc: u32,
-}
-
-impl Stats {
-    fn add(&mut self, other: &Stats) {
-        self.events += other.events;
-        self.rearms += other.rearms;
-        self.turns += other.turns;
-        self.ignored += other.ignored;
-        self.twins_closed += other.twins_closed;
-        self.twins_failed += other.twins_failed;
-        if other.endless_bytes > 0 {
-            self.endless_bytes = other.endless_bytes;
-            self.endless_crc = other.endless_crc;
-        }
-    }
-}
-
-/// The size of one read, and so of one turn's work under the default budget.
-pub const READ_CHUNK: usize = 4096;
-/// The path of the endless body, and how its connection is named in errors.
-pub const ENDLESS_PATH: &str = "/endless";
 
 // ANCHOR: run
 pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Error> {
@@ -184,9 +118,6 @@ pub fn run(config: &Config, out: &mut (impl Write + Send)) -> Result<Summary, Er
     Ok(summary)
 }
 // ANCHOR_END: run
-
-/// The waker's token; no slab ever hands it out.
-pub(crate) const WAKER: Token = Token(usize::MAX);
 
 // ANCHOR: shared
 /// What the workers share: no connections, only the way out.
@@ -315,108 +246,14 @@ fn report_summary(out: &mut impl Write, summary: &Summary) -> Result<(), Error> 
         )
         .map_err(Error::Output)?;
     }
-    if stats.endless_bytes > 0 {
+    if stats.endless.bytes > 0 {
         writeln!(
             out,
             "and beside them {} MiB of endless body checksummed",
-            stats.endless_bytes >> 20
+            stats.endless.bytes >> 20
         )
         .map_err(Error::Output)?;
     }
     Ok(())
 }
 // ANCHOR_END: report
-
-/// Why a run failed. Its `Display` is the one line the program prints.
-#[derive(Debug)]
-pub enum Error {
-    /// `--addr` names no address we can connect to.
-    Resolve(String, io::Error),
-    /// The embedded delay server could not start.
-    Setup(io::Error),
-    /// epoll itself failed: out of memory or fds, or a bug of ours.
-    Poll(io::Error),
-    Connect {
-        addr: SocketAddr,
-        source: io::Error,
-    },
-    Request {
-        request: usize,
-        path: String,
-        problem: Problem,
-    },
-    Deadline {
-        deadline: Duration,
-        missing: Vec<String>,
-    },
-    /// Standard output went away (for example `| head -1`).
-    Output(io::Error),
-}
-
-/// What went wrong with one request.
-#[derive(Debug)]
-pub enum Problem {
-    /// The non-blocking connect failed; `SO_ERROR` said why.
-    Connect(io::Error),
-    Io(io::Error),
-    Response(http::Invalid),
-    Status(u16, String),
-    /// Both connections of a hedged request failed, in this order.
-    Hedged {
-        first: Box<Problem>,
-        second: Box<Problem>,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Resolve(addr, error) => write!(f, "cannot resolve {addr:?}: {error}"),
-            Error::Setup(error) => write!(f, "cannot start the delay server: {error}"),
-            Error::Poll(error) => write!(f, "epoll failed: {error}"),
-            Error::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
-            Error::Request {
-                request,
-                path,
-                problem,
-            } => {
-                write!(f, "request {request} (GET {path}): {problem}")?;
-                if path == ENDLESS_PATH && matches!(problem, Problem::Status(..)) {
-                    write!(
-                        f,
-                        " (--endless needs a server with /endless, such as the embedded one)"
-                    )?;
-                }
-                Ok(())
-            }
-            Error::Deadline { deadline, missing } => {
-                write!(f, "gave up after the {} s deadline", deadline.as_secs_f64())?;
-                match missing.as_slice() {
-                    [] => Ok(()),
-                    [first, rest @ ..] => write!(
-                        f,
-                        ": {} response(s) missing, the first for GET {first}",
-                        rest.len() + 1
-                    ),
-                }
-            }
-            Error::Output(error) => write!(f, "cannot write output: {error}"),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Connect(error) => write!(f, "cannot connect: {error}"),
-            Problem::Io(error) => write!(f, "{error}"),
-            Problem::Response(invalid) => write!(f, "{invalid}"),
-            Problem::Status(status, reason) => write!(f, "the server answered {status} {reason}"),
-            Problem::Hedged { first, second } => {
-                write!(f, "both connections failed: {first}; then {second}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {}

@@ -1,5 +1,5 @@
-//! One request on its own non-blocking connection: sending it, reading the
-//! answer within a turn's budget, and checksumming the endless body. The
+//! One request on its own connection: opening it, sending the request,
+//! and reading the answer, at most a budget's worth in one turn. The
 //! worker decides when a connection gets a turn; this decides what a turn
 //! does.
 
@@ -8,73 +8,82 @@ use std::net::{SocketAddr, TcpStream};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::client::{Budget, Error, Problem, READ_CHUNK};
-use crate::http::{self, Parsed, Response};
-use crate::{Event, Interest, Token};
+use crate::endless::Checksum;
+use crate::error::{Error, Problem};
+use crate::http::{self, Head, Invalid, Response};
+use crate::poll::{Event, Token};
+
+// ANCHOR: budget
+/// The size of one read: four of them make a turn under the default
+/// budget. Smaller reads cost more system calls for the same bytes.
+pub const READ_CHUNK: usize = 32 * 1024;
+
+/// How much one connection may read in one turn of the ready list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// At most this many bytes (in reads of at most `READ_CHUNK`), then the
+    /// next connection's go.
+    Bytes(usize),
+    /// Read until `WouldBlock`, however long that takes: chapter 2's loop,
+    /// kept so that the tests can show what the budget is for.
+    Drain,
+}
+
+impl Default for Budget {
+    /// 128 KiB, what Linux gives a TCP socket's receive buffer to start
+    /// with (the middle figure of `/proc/sys/net/ipv4/tcp_rmem`): a bulk
+    /// download pays one `epoll_wait` per 128 KiB, not one per read, and a
+    /// turn is still short enough that the starvation test's bound holds
+    /// with room to spare, even with the endless body's slow checksum.
+    fn default() -> Budget {
+        Budget::Bytes(128 * 1024)
+    }
+}
+// ANCHOR_END: budget
 
 // ANCHOR: connection
 /// One request on its own non-blocking connection: the request and how
 /// much of it the kernel has taken, what has come back so far, and what the
-/// last event said it could do.
+/// events since its last turn said it could do.
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
-    pub(crate) request: usize,
+    /// Which request: its place in `Config::paths`.
+    pub(crate) index: usize,
     pub(crate) path: String,
     /// The other connection carrying the same request, when hedged.
     pub(crate) twin: Option<Token>,
     /// Why the twin failed, if it did: this connection is the last hope.
     pub(crate) twin_problem: Option<Problem>,
+    /// On the ready list. One-shot used to keep a connection off the list
+    /// while it was on it; this flag does that in user space, for free.
+    pub(crate) queued: bool,
     connected: bool,
-    bytes: Vec<u8>,
+    request: Vec<u8>,
     sent: usize,
-    pub(crate) body: Body,
-    received: Vec<u8>,
+    received: Received,
+    /// Only for the endless body: checksummed, not kept.
+    endless: Option<Checksum>,
     readable: bool,
     writable: bool,
 }
 
-/// What becomes of the bytes a connection reads.
+/// The answer so far: bytes until its head is whole, then the head, parsed
+/// once, and the body, which becomes the response without a copy.
 #[derive(Debug)]
-pub(crate) enum Body {
-    /// Kept, until they make a whole response.
-    Keep,
-    /// Checksummed and dropped: the endless body, which never ends. Its head
-    /// is kept until it is whole, to check that the server has `/endless`.
-    Checksum { crc: u32, head_checked: bool },
+enum Received {
+    Head(Vec<u8>),
+    Body { head: Head, body: Vec<u8> },
 }
 
-/// What a turn got done.
+/// What one turn did.
 #[derive(Debug)]
 pub(crate) enum Progress {
     /// The budget ran out first: back of the list.
     StillReady,
     /// `WouldBlock`: nothing to do until the next event.
     Idle,
-    /// Endless body read: how much this turn, and the checksum so far.
-    Checksummed {
-        bytes: usize,
-        crc: u32,
-    },
     Complete(Response),
-}
-// ANCHOR_END: connection
-
-/// What one read brought.
-enum Chunk {
-    Data(usize),
-    Eof,
-    WouldBlock,
-}
-
-impl Body {
-    /// The endless body, before its head has come.
-    pub(crate) fn endless() -> Body {
-        Body::Checksum {
-            crc: CRC32_INIT,
-            head_checked: false,
-        }
-    }
 }
 
 impl Connection {
@@ -82,43 +91,35 @@ impl Connection {
     /// and epoll tells us so by reporting the socket writable.
     pub(crate) fn open(
         addr: SocketAddr,
-        request: usize,
+        index: usize,
         path: &str,
-        body: Body,
-    ) -> Result<Connection, Error> {
-        let connect_error = |source| Error::Connect { addr, source };
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(connect_error)?;
-        socket.set_nonblocking(true).map_err(connect_error)?;
+        endless: bool,
+    ) -> io::Result<Connection> {
+        // Non-blocking from the start (`SOCK_NONBLOCK`): made so by the call
+        // that creates it, where `set_nonblocking` after it would cost two
+        // more system calls (`fcntl` to read the flags, and to set them).
+        let nonblocking = Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK);
+        let socket = Socket::new(Domain::for_address(addr), nonblocking, Some(Protocol::TCP))?;
         match socket.connect(&addr.into()) {
             Ok(()) => {}
             Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(error) => return Err(connect_error(error)),
+            Err(error) => return Err(error),
         }
         Ok(Connection {
             stream: socket.into(),
-            request,
+            index,
             path: path.to_string(),
             twin: None,
             twin_problem: None,
+            queued: false,
             connected: false,
-            bytes: http::request(path, &addr.to_string()).into_bytes(),
+            request: http::request(path, &addr.to_string()).into_bytes(),
             sent: 0,
-            body,
-            received: Vec::new(),
+            received: Received::Head(Vec::new()),
+            endless: endless.then(Checksum::default),
             readable: false,
             writable: false,
         })
-    }
-
-    /// What to wait for next: room to write while some of the request is
-    /// unsent, and the answer.
-    pub(crate) fn interest(&self) -> Interest {
-        if self.sent < self.bytes.len() {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        }
     }
 
     /// Remembers what an event said the socket can do, for its next turn.
@@ -132,112 +133,49 @@ impl Connection {
     /// what the budget allows.
     pub(crate) fn work(&mut self, budget: Budget) -> Result<Progress, Problem> {
         // Once connected, try to send on every turn while bytes remain: a
-        // connection kept on the ready list by its reads is not re-armed, so
-        // no writable event would tell it that the send buffer has room.
-        if self.sent < self.bytes.len() && (self.writable || self.connected) {
+        // connection kept on the ready list by its reads is not told again
+        // that it is writable (the edge came while it was on the list).
+        if self.sent < self.request.len() && (self.writable || self.connected) {
             self.send()?;
         }
         if !self.readable {
             return Ok(Progress::Idle);
         }
-        let reads = match budget {
-            Budget::Reads(reads) => reads.max(1),
+        let mut left = match budget {
+            Budget::Bytes(bytes) => bytes.max(1),
             Budget::Drain => usize::MAX,
         };
-        let mut checksummed = 0;
-        for _ in 0..reads {
-            match self.read_once()? {
-                Chunk::Data(n) => match self.body {
-                    Body::Checksum { .. } => checksummed += n,
-                    Body::Keep => {
-                        if let Some(response) = self.parse(false)? {
-                            return Ok(Progress::Complete(response));
-                        }
-                    }
-                },
-                Chunk::Eof => {
-                    return match self.parse(true)? {
-                        Some(response) => Ok(Progress::Complete(response)),
-                        None => Err(Problem::Response(http::Invalid::ClosedEarly {
-                            received: self.received.len(),
-                        })),
-                    };
-                }
-                Chunk::WouldBlock => {
-                    self.readable = false;
-                    return Ok(Progress::Idle);
-                }
-            }
-        }
-        Ok(match self.body {
-            Body::Checksum { crc, .. } => Progress::Checksummed {
-                bytes: checksummed,
-                crc,
-            },
-            Body::Keep => Progress::StillReady,
-        })
-    }
-    // ANCHOR_END: work
-
-    /// One read. The endless body is checksummed as it comes, standing in
-    /// for what a real program does with a big download (hash it, unpack
-    /// it, store it): work for every byte, which is what lets a sender
-    /// outpace its reader.
-    fn read_once(&mut self) -> Result<Chunk, Problem> {
         let mut buffer = [0; READ_CHUNK];
-        loop {
-            match self.stream.read(&mut buffer) {
-                Ok(0) => return Ok(Chunk::Eof),
+        while left > 0 {
+            let chunk = &mut buffer[..left.min(READ_CHUNK)];
+            match self.stream.read(chunk) {
+                Ok(0) => return self.at_eof().map(Progress::Complete),
                 Ok(n) => {
-                    let data = &buffer[..n];
-                    match &mut self.body {
-                        Body::Keep => self.received.extend_from_slice(data),
-                        Body::Checksum {
-                            crc,
-                            head_checked: true,
-                        } => *crc = crc32(*crc, data),
-                        Body::Checksum {
-                            head_checked: false,
-                            ..
-                        } => {
-                            self.received.extend_from_slice(data);
-                            self.check_endless_head()?;
-                        }
+                    left -= n;
+                    if let Some(response) = self.take(&buffer[..n])? {
+                        return Ok(Progress::Complete(response));
                     }
-                    return Ok(Chunk::Data(n));
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(Chunk::WouldBlock);
+                    self.readable = false;
+                    return Ok(Progress::Idle);
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(Problem::Io(error)),
             }
         }
+        Ok(Progress::StillReady)
     }
+    // ANCHOR_END: work
+}
+// ANCHOR_END: connection
 
-    /// Once the endless body's head is whole: a server without `/endless`
-    /// answers something other than 200, and that is the error to report,
-    /// not the end of a body that never began. What came after the head is
-    /// the start of the body.
-    fn check_endless_head(&mut self) -> Result<(), Problem> {
-        let Some(head) = http::parse_head(&self.received, false).map_err(Problem::Response)? else {
-            return Ok(());
-        };
-        if head.status != 200 {
-            return Err(Problem::Status(head.status, head.reason));
-        }
-        let start = self.received.split_off(head.len);
-        self.received = Vec::new();
-        self.body = Body::Checksum {
-            crc: crc32(CRC32_INIT, &start),
-            head_checked: true,
-        };
-        Ok(())
-    }
-
+impl Connection {
+    // ANCHOR: send
     /// The first writable event says the connect has *finished*, not that
     /// it worked: `SO_ERROR` says which. Then write until the request is
-    /// out or the send buffer is full.
+    /// out or the send buffer is full; in that case the next writable edge
+    /// brings us back here.
     fn send(&mut self) -> Result<(), Problem> {
         if !self.connected {
             if let Some(error) = self.stream.take_error().map_err(Problem::Io)? {
@@ -245,8 +183,8 @@ impl Connection {
             }
             self.connected = true;
         }
-        while self.sent < self.bytes.len() {
-            match self.stream.write(&self.bytes[self.sent..]) {
+        while self.sent < self.request.len() {
+            match self.stream.write(&self.request[self.sent..]) {
                 Ok(0) => return Err(Problem::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.sent += n,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -259,63 +197,118 @@ impl Connection {
         }
         Ok(())
     }
+    // ANCHOR_END: send
 
-    /// `Some` once the response is whole; at EOF, whole or an error.
-    fn parse(&self, eof: bool) -> Result<Option<Response>, Problem> {
-        if let Body::Checksum { .. } = self.body {
-            return Err(Problem::Io(io::ErrorKind::UnexpectedEof.into()));
+    // ANCHOR: take
+    /// Takes in what one read brought. The head is parsed once, when it is
+    /// whole; after it, bytes go straight to the body (or, for the endless
+    /// body, to its checksum), and are never looked at again.
+    fn take(&mut self, data: &[u8]) -> Result<Option<Response>, Problem> {
+        if let Received::Head(received) = &mut self.received {
+            received.extend_from_slice(data);
+            let Some(head) = http::parse_head(received, false).map_err(Problem::Response)? else {
+                return Ok(None);
+            };
+            let rest = received.split_off(head.len);
+            // A 1xx response (such as 103 Early Hints) is interim: the real
+            // one follows it on the same connection.
+            if (100..200).contains(&head.status) {
+                self.received = Received::Head(Vec::new());
+                return self.take(&rest);
+            }
+            if head.status != 200 {
+                return Err(Problem::Status(head.status, head.reason));
+            }
+            self.received = Received::Body {
+                head,
+                body: Vec::new(),
+            };
+            return self.take(&rest);
         }
-        match http::parse(&self.received, eof) {
-            Parsed::Incomplete => Ok(None),
-            Parsed::Complete(response) if response.status == 200 => Ok(Some(response)),
-            Parsed::Complete(response) => Err(Problem::Status(response.status, response.reason)),
-            Parsed::Invalid(invalid) => Err(Problem::Response(invalid)),
+        let Received::Body { head, body } = &mut self.received else {
+            unreachable!("the head was handled above");
+        };
+        if let Some(endless) = &mut self.endless {
+            endless.add(data);
+            return Ok(None);
         }
+        body.extend_from_slice(data);
+        Ok(match head.content_length {
+            Some(length) if body.len() >= length => Some(self.finish()),
+            _ => None,
+        })
+    }
+
+    /// The peer closed its side: that ends a body without `Content-Length`,
+    /// and is an error anywhere else.
+    fn at_eof(&mut self) -> Result<Response, Problem> {
+        match &self.received {
+            Received::Head(received) => Err(Problem::Response(
+                http::parse_head(received, true)
+                    .err()
+                    .unwrap_or(Invalid::ClosedEarly {
+                        received: received.len(),
+                    }),
+            )),
+            Received::Body { .. } if self.endless.is_some() => {
+                Err(Problem::Io(io::ErrorKind::UnexpectedEof.into()))
+            }
+            Received::Body { head, body } => match head.content_length {
+                Some(expected) => Err(Problem::Response(Invalid::Truncated {
+                    expected,
+                    received: body.len(),
+                })),
+                None => Ok(self.finish()),
+            },
+        }
+    }
+
+    /// The response, its body moved out of the connection.
+    fn finish(&mut self) -> Response {
+        let Received::Body { head, body } =
+            std::mem::replace(&mut self.received, Received::Head(Vec::new()))
+        else {
+            unreachable!("finish is called once the body has begun");
+        };
+        let mut body = body;
+        if let Some(length) = head.content_length {
+            body.truncate(length);
+        }
+        Response {
+            status: head.status,
+            reason: head.reason,
+            body,
+        }
+    }
+    // ANCHOR_END: take
+
+    /// Whether some of the request is still to be sent.
+    pub(crate) fn is_sending(&self) -> bool {
+        self.sent < self.request.len()
+    }
+
+    pub(crate) fn endless(&self) -> Option<Checksum> {
+        self.endless
     }
 
     pub(crate) fn error(&self, problem: Problem) -> Error {
         Error::Request {
-            request: self.request,
+            request: self.index,
             path: self.path.clone(),
             problem,
         }
     }
 }
 
-// ANCHOR: crc32
-const CRC32_INIT: u32 = 0;
-
-/// CRC-32 (the one zip and Ethernet use), a bit at a time: slow on purpose,
-/// so that the reader, not loopback TCP, is the bottleneck.
-fn crc32(crc: u32, bytes: &[u8]) -> u32 {
-    let mut crc = !crc;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
-}
-// ANCHOR_END: crc32
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(CRC32_INIT, b"123456789"), 0xCBF4_3926);
-        let split = crc32(crc32(CRC32_INIT, b"12345"), b"6789");
-        assert_eq!(split, 0xCBF4_3926);
-    }
-
-    #[test]
     fn a_connection_kept_on_the_ready_list_still_sends_the_rest_of_its_request() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut connection = Connection::open(addr, 0, "/0/x", Body::Keep).unwrap();
+        let mut connection = Connection::open(addr, 0, "/0/x", false).unwrap();
         let (mut server, _) = listener.accept().unwrap();
         // As after a turn whose send hit `WouldBlock`, and whose reads then
         // ran out of budget: connected, not known writable, still readable,
@@ -329,8 +322,12 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no bytes arrived");
             std::thread::yield_now();
         }
-        let progress = connection.work(Budget::Reads(1)).unwrap();
+        let progress = connection.work(Budget::Bytes(1)).unwrap();
         assert!(matches!(progress, Progress::StillReady), "{progress:?}");
-        assert_eq!(connection.sent, connection.bytes.len(), "the request waits");
+        assert_eq!(
+            connection.sent,
+            connection.request.len(),
+            "the request waits"
+        );
     }
 }

@@ -22,10 +22,14 @@ pub mod cli;
 pub mod client;
 mod connection;
 pub mod delay_server;
+pub mod endless;
+pub mod error;
 pub mod ffi;
 pub mod http;
+mod opening;
 mod poll;
 pub mod slab;
+mod stats;
 pub mod worker;
 
 pub use poll::{Event, Events, Interest, Poll, Registry, Token, Waker};

@@ -18,6 +18,8 @@ pub struct Slab<T> {
     slots: Vec<Slot<T>>,
     /// Slots free for reuse, last-freed first.
     free: Vec<usize>,
+    /// How many slots are occupied.
+    len: usize,
 }
 
 #[derive(Debug)]
@@ -35,6 +37,7 @@ impl<T> Default for Slab<T> {
         Slab {
             slots: Vec::new(),
             free: Vec::new(),
+            len: 0,
         }
     }
 }
@@ -54,6 +57,7 @@ impl<T> Slab<T> {
             self.slots.len() - 1
         });
         self.slots[index] = Slot::Occupied(value);
+        self.len += 1;
         Token(index)
     }
 
@@ -76,7 +80,10 @@ impl<T> Slab<T> {
     pub fn remove(&mut self, token: Token) -> Option<T> {
         let slot = self.slots.get_mut(token.0)?;
         match std::mem::replace(slot, Slot::Removed) {
-            Slot::Occupied(value) => Some(value),
+            Slot::Occupied(value) => {
+                self.len -= 1;
+                Some(value)
+            }
             other => {
                 *slot = other;
                 None
@@ -98,7 +105,7 @@ impl<T> Slab<T> {
 impl<T> Slab<T> {
     /// How many values are stored (removed slots do not count).
     pub fn len(&self) -> usize {
-        self.values().count()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {

@@ -8,20 +8,32 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::client::{Budget, Completed, ENDLESS_PATH, Error, Problem, Stats, WAKER};
-use crate::connection::{Body, Connection, Progress};
+use crate::connection::{Budget, Connection, Progress};
+use crate::error::{Error, Problem};
 use crate::http::Response;
+use crate::opening::{Request, Waiting};
+use crate::poll::{Events, Interest, Poll, Registry, Token};
 use crate::slab::Slab;
-use crate::{Events, Poll, Registry, Token};
+use crate::stats::Stats;
+
+pub use crate::opening::OPENS_PER_PASS;
 
 /// How many events one wait can return; more stay queued for the next wait.
 const EVENTS_CAPACITY: usize = 64;
 
-/// How many waiting requests one pass of the loop opens. Opening is work
-/// like reading: a worker that opened its thousands of connections in one
-/// go would send none of their requests (and so start none of the
-/// server's delays) until the last connect was made.
-pub const OPENS_PER_TURN: usize = 64;
+/// The waker's token; no slab ever hands it out.
+pub const WAKER: Token = Token(usize::MAX);
+
+/// One response, as it was reported.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// Which request: its place in `Config::paths`.
+    pub request: usize,
+    pub path: String,
+    /// From the start of the run to the moment the response was complete.
+    pub elapsed: Duration,
+    pub body: Vec<u8>,
+}
 
 // ANCHOR: worker
 /// One thread's share of the work.
@@ -35,11 +47,7 @@ pub struct Worker {
     /// Connections closed during this turn. After it, their tokens leave
     /// the ready list and their slots are freed.
     cleanup_list: Vec<Token>,
-    /// Requests that wait for a connection while `max_open` are open.
-    waiting: VecDeque<Request>,
-    max_open: usize,
-    /// Connections that carry a request: all but the endless sender's.
-    open_for_requests: usize,
+    waiting: Waiting,
     budget: Budget,
     start: Instant,
     /// Requests with a connection, not yet answered (a hedged pair counts
@@ -58,15 +66,6 @@ pub enum Wait {
 }
 // ANCHOR_END: worker
 
-/// A request not yet sent, and whether it goes out on two connections.
-#[derive(Debug, Clone)]
-struct Request {
-    addr: SocketAddr,
-    request: usize,
-    path: String,
-    hedged: bool,
-}
-
 impl Worker {
     pub fn new(start: Instant, budget: Budget) -> io::Result<Worker> {
         Ok(Worker {
@@ -75,9 +74,7 @@ impl Worker {
             connections: Slab::new(),
             ready_list: VecDeque::new(),
             cleanup_list: Vec::new(),
-            waiting: VecDeque::new(),
-            max_open: usize::MAX,
-            open_for_requests: 0,
+            waiting: Waiting::new(),
             budget,
             start,
             remaining: 0,
@@ -85,22 +82,22 @@ impl Worker {
         })
     }
 
+    pub fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
     /// Keeps at most `max_open` connections open at once for requests (a
     /// hedged request needs two, and goes alone if the limit is 1; the
     /// endless sender does not count); requests beyond that wait for one to
     /// finish. 0 means no limit.
     pub fn limit_open(&mut self, max_open: usize) {
-        self.max_open = if max_open == 0 { usize::MAX } else { max_open };
-    }
-
-    pub fn registry(&self) -> &Registry {
-        self.poll.registry()
+        self.waiting.limit(max_open);
     }
 
     /// Adds request number `request` to the requests waiting for a
     /// connection: [`open_waiting`](Worker::open_waiting) opens it.
     pub fn queue(&mut self, addr: SocketAddr, request: usize, path: &str, hedged: bool) {
-        self.waiting.push_back(Request {
+        self.waiting.push(Request {
             addr,
             request,
             path: path.to_string(),
@@ -108,15 +105,16 @@ impl Worker {
         });
     }
 
-    /// Opens connections for up to `OPENS_PER_TURN` waiting requests, while
-    /// the limit allows. The worker's loop calls it before each wait, and
-    /// `complete` when a response frees a place.
+    /// Starts a pass of the loop: opens connections for waiting requests,
+    /// up to `OPENS_PER_PASS` in this pass, while the limit allows.
     pub fn open_waiting(&mut self) -> Result<(), Error> {
-        for _ in 0..OPENS_PER_TURN {
-            if !self.can_open() {
-                break;
-            }
-            let next = self.waiting.pop_front().expect("can_open looked");
+        self.waiting.new_pass();
+        self.open_allowed()
+    }
+
+    /// Opens what the limit and this pass's allowance let through.
+    fn open_allowed(&mut self) -> Result<(), Error> {
+        while let Some(next) = self.waiting.pop() {
             if next.hedged {
                 self.open_hedged(next.addr, next.request, &next.path)?;
             } else {
@@ -126,67 +124,94 @@ impl Worker {
         Ok(())
     }
 
-    /// Whether a request waits, and the limit lets it open now.
-    fn can_open(&self) -> bool {
-        self.waiting.front().is_some_and(|next| {
-            let needed = if next.hedged { 2 } else { 1 };
-            self.open_for_requests + needed <= self.max_open || self.open_for_requests == 0
-        })
-    }
-
-    /// Connections that carry a request, open now.
-    pub fn open_for_requests(&self) -> usize {
-        self.open_for_requests
-    }
-
     /// Opens a connection for request number `request`, now, and registers
     /// it.
     pub fn open(&mut self, addr: SocketAddr, request: usize, path: &str) -> Result<Token, Error> {
-        let token = self.add(Connection::open(addr, request, path, Body::Keep)?)?;
+        let connection = Connection::open(addr, request, path, false)
+            .map_err(|source| Error::Connect { addr, source })?;
+        let token = self.add(connection)?;
         self.remaining += 1;
         Ok(token)
     }
 
+    // ANCHOR: open_hedged
     /// Opens two connections for the same request, each the other's twin.
+    /// If one cannot even be opened (no free port, too many open files),
+    /// the other carries the request alone, as if its twin had failed
+    /// later; only when both fail does the request.
     pub fn open_hedged(
         &mut self,
         addr: SocketAddr,
         request: usize,
         path: &str,
-    ) -> Result<(Token, Token), Error> {
-        let first = self.open(addr, request, path)?;
-        let second = self.add(Connection::open(addr, request, path, Body::Keep)?)?;
-        for (token, twin) in [(first, second), (second, first)] {
-            if let Some(connection) = self.connections.get_mut(token) {
-                connection.twin = Some(twin);
+    ) -> Result<Vec<Token>, Error> {
+        let first = Connection::open(addr, request, path, false);
+        let second = Connection::open(addr, request, path, false);
+        let tokens = match (first, second) {
+            (Ok(first), Ok(second)) => {
+                let tokens = [self.add(first)?, self.add(second)?];
+                for (token, twin) in [(tokens[0], tokens[1]), (tokens[1], tokens[0])] {
+                    if let Some(connection) = self.connections.get_mut(token) {
+                        connection.twin = Some(twin);
+                    }
+                }
+                tokens.to_vec()
             }
-        }
-        Ok((first, second))
+            (Ok(mut alone), Err(error)) | (Err(error), Ok(mut alone)) => {
+                alone.twin_problem = Some(Problem::Connect(error));
+                self.stats.twins_failed += 1;
+                vec![self.add(alone)?]
+            }
+            (Err(source), Err(_)) => return Err(Error::Connect { addr, source }),
+        };
+        self.remaining += 1;
+        Ok(tokens)
     }
+    // ANCHOR_END: open_hedged
 
     /// Opens the endless sender's connection; it never counts as an answer.
     pub fn open_endless(&mut self, addr: SocketAddr, request: usize) -> Result<Token, Error> {
-        let body = Body::endless();
-        self.add(Connection::open(addr, request, ENDLESS_PATH, body)?)
+        let path = crate::endless::ENDLESS_PATH;
+        let connection = Connection::open(addr, request, path, true)
+            .map_err(|source| Error::Connect { addr, source })?;
+        self.add(connection)
     }
 
+    // ANCHOR: add
+    /// Registers a new connection, once, for both directions and
+    /// edge-triggered: from here to its close it costs no more `epoll_ctl`.
     fn add(&mut self, connection: Connection) -> Result<Token, Error> {
-        let interest = connection.interest();
-        if matches!(connection.body, Body::Keep) {
-            self.open_for_requests += 1;
+        if connection.endless().is_none() {
+            self.waiting.opened();
         }
         let token = self.connections.insert(connection);
         let connection = self.connections.get(token).expect("just inserted");
         self.poll
             .registry()
-            .register(&connection.stream, token, interest)
+            .register(
+                &connection.stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .map_err(Error::Poll)?;
+        self.stats.epoll_ctl += 1;
         Ok(token)
     }
+    // ANCHOR_END: add
 
     /// Requests not yet answered, whether they have a connection yet or not.
     pub fn remaining(&self) -> usize {
         self.remaining + self.waiting.len()
+    }
+
+    /// Connections that carry a request, open now.
+    pub fn open_for_requests(&self) -> usize {
+        self.waiting.open()
+    }
+
+    /// Open connections whose request is not all sent yet.
+    pub fn sending(&self) -> usize {
+        self.connections.values().filter(|c| c.is_sending()).count()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -207,12 +232,12 @@ impl Worker {
 impl Worker {
     // ANCHOR: wait
     /// Waits for events and puts each connection they name at the back of
-    /// the ready list. While the list has work on it, or requests wait to
-    /// be opened, this does not wait: it only collects what else became
-    /// ready, so that a connection that is never done cannot keep the others
-    /// from being heard.
+    /// the ready list, unless it is on it already. While the list has work
+    /// on it, or requests wait to be opened, this does not wait: it only
+    /// collects what else became ready, so that a connection that is never
+    /// done cannot keep the others from being heard.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Wait, Error> {
-        let timeout = if self.ready_list.is_empty() && !self.can_open() {
+        let timeout = if self.ready_list.is_empty() && !self.waiting.can_open() {
             timeout
         } else {
             Some(Duration::ZERO)
@@ -227,13 +252,15 @@ impl Worker {
                 continue;
             }
             self.stats.events += 1;
-            // One-shot: a connection reports nothing more until it is
-            // re-armed, and it is re-armed only as it leaves the list, so it
-            // is never on the list twice.
             match self.connections.get_mut(event.token()) {
                 Some(connection) => {
                     connection.note(&event);
-                    self.ready_list.push_back(event.token());
+                    // An edge for a connection already on the list only
+                    // adds to what its turn will find.
+                    if !connection.queued {
+                        connection.queued = true;
+                        self.ready_list.push_back(event.token());
+                    }
                 }
                 None => self.stats.ignored += 1,
             }
@@ -266,30 +293,16 @@ impl Worker {
                 continue;
             };
             self.stats.turns += 1;
-            let progress = match connection.work(self.budget) {
-                Ok(progress) => progress,
-                Err(problem) => {
-                    self.fail_one(token, problem)?;
-                    continue;
-                }
-            };
+            let progress = connection.work(self.budget);
+            if let Some(endless) = connection.endless() {
+                self.stats.endless = endless;
+            }
             match progress {
-                Progress::StillReady => self.ready_list.push_back(token),
-                Progress::Idle => {
-                    // Off the list, so listen again: re-arm.
-                    let interest = connection.interest();
-                    self.poll
-                        .registry()
-                        .reregister(&connection.stream, token, interest)
-                        .map_err(Error::Poll)?;
-                    self.stats.rearms += 1;
-                }
-                Progress::Checksummed { bytes, crc } => {
-                    self.stats.endless_bytes += bytes as u64;
-                    self.stats.endless_crc = crc;
-                    self.ready_list.push_back(token);
-                }
-                Progress::Complete(response) => done.push(self.complete(token, response)?),
+                Ok(Progress::StillReady) => self.ready_list.push_back(token),
+                // Off the list until its next edge: no system call.
+                Ok(Progress::Idle) => connection.queued = false,
+                Ok(Progress::Complete(response)) => done.push(self.complete(token, response)?),
+                Err(problem) => self.fail_one(token, problem)?,
             }
         }
         Ok(())
@@ -301,7 +314,7 @@ impl Worker {
     // ANCHOR: complete
     /// A response is complete: close its connection and, if it was hedged,
     /// its twin, which may be anywhere on the ready list, even later in
-    /// this same turn. Then a waiting request may take a connection: it is
+    /// this same turn. Then a waiting request may take the place: it is
     /// opened in the middle of the turn.
     fn complete(&mut self, token: Token, response: Response) -> Result<Completed, Error> {
         let connection = self.close(token)?.expect("the connection just answered");
@@ -311,9 +324,9 @@ impl Worker {
             }
         }
         self.remaining -= 1;
-        self.open_waiting()?;
+        self.open_allowed()?;
         Ok(Completed {
-            request: connection.request,
+            request: connection.index,
             path: connection.path,
             elapsed: self.start.elapsed(),
             body: response.body,
@@ -358,13 +371,11 @@ impl Worker {
             .registry()
             .deregister(&connection.stream)
             .map_err(Error::Poll)?;
+        self.stats.epoll_ctl += 1;
         self.cleanup_list.push(token);
         let connection = self.connections.remove(token);
-        if connection
-            .as_ref()
-            .is_some_and(|c| matches!(c.body, Body::Keep))
-        {
-            self.open_for_requests -= 1;
+        if connection.as_ref().is_some_and(|c| c.endless().is_none()) {
+            self.waiting.closed();
         }
         Ok(connection)
     }
@@ -373,11 +384,14 @@ impl Worker {
     /// (one pushed back earlier in the turn may still be there), and only
     /// then are their slots freed. A slot is reused once no token for it
     /// is left, so a token always means the connection it was given to.
+    /// One pass over the list: a removed slot answers no token.
     fn clean_up(&mut self) {
-        let closed = &self.cleanup_list;
-        if !closed.is_empty() {
-            self.ready_list.retain(|token| !closed.contains(token));
+        if self.cleanup_list.is_empty() {
+            return;
         }
+        let connections = &self.connections;
+        self.ready_list
+            .retain(|&token| connections.get(token).is_some());
         for token in self.cleanup_list.drain(..) {
             self.connections.release(token);
         }
@@ -390,8 +404,8 @@ impl Worker {
         let open = self
             .connections
             .values()
-            .filter(|connection| matches!(connection.body, Body::Keep))
-            .map(|connection| (connection.request, connection.path.clone()));
+            .filter(|connection| connection.endless().is_none())
+            .map(|connection| (connection.index, connection.path.clone()));
         let waiting = self
             .waiting
             .iter()

@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use d_ready_list::client::{Budget, Error, Problem, READ_CHUNK};
-use d_ready_list::worker::{OPENS_PER_TURN, Worker};
+use d_ready_list::worker::{OPENS_PER_PASS, Worker};
 use support::{PATIENCE, wait_until, within};
 
 /// Bytes sent but not yet acknowledged by the peer's kernel. At zero,
@@ -52,14 +52,15 @@ fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
         // Two connections at most: request 1 waits until request 0 is
         // answered, and then opens in the middle of the turn.
         worker.limit_open(2);
-        let (first, second) = worker.open_hedged(addr, 0, "/twin").unwrap();
+        let [first, second] = worker.open_hedged(addr, 0, "/twin").unwrap()[..] else {
+            panic!("both twins open");
+        };
         worker.queue(addr, 1, "/next", false);
         assert_eq!(worker.remaining(), 2);
 
-        // Let the worker send both requests: once both connections have been
-        // re-armed, each has sent all it had and waits for its answer.
+        // Let the worker send both requests.
         let mut done = Vec::new();
-        while worker.stats().rearms < 2 {
+        while worker.sending() > 0 {
             worker.wait(Some(PATIENCE)).unwrap();
             worker.turn(&mut done).unwrap();
         }
@@ -111,9 +112,8 @@ fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
 
 /// Accepts both connections of a hedged request and reads their requests.
 fn accept_twins(listener: &TcpListener, worker: &mut Worker) -> [TcpStream; 2] {
-    // Once both connections have been re-armed, each has sent its request.
     let mut done = Vec::new();
-    while worker.stats().rearms < 2 {
+    while worker.sending() > 0 {
         worker.wait(Some(PATIENCE)).unwrap();
         worker.turn(&mut done).unwrap();
     }
@@ -137,9 +137,10 @@ fn a_failed_twin_closes_only_itself_and_the_other_answers() {
     within(PATIENCE, "failed-twin test", || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
-        let (first, second) = worker
-            .open_hedged(listener.local_addr().unwrap(), 0, "/twin")
-            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let [first, second] = worker.open_hedged(addr, 0, "/twin").unwrap()[..] else {
+            panic!("both twins open");
+        };
         let [broken, mut good] = accept_twins(&listener, &mut worker);
 
         // One twin is reset: the request goes on, on the other one.
@@ -212,12 +213,12 @@ fn ready_connections_take_turns_in_order_one_read_each() {
     within(PATIENCE, "round-robin test", || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut worker = Worker::new(Instant::now(), Budget::Reads(1)).unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::Bytes(READ_CHUNK)).unwrap();
         for request in 0..3 {
             worker.open(addr, request, "/turns").unwrap();
         }
         let mut done = Vec::new();
-        while worker.stats().rearms < 3 {
+        while worker.sending() > 0 {
             worker.wait(Some(PATIENCE)).unwrap();
             worker.turn(&mut done).unwrap();
         }
@@ -261,8 +262,10 @@ fn a_closed_twins_token_leaves_the_ready_list_before_its_slot_is_reused() {
     within(PATIENCE, "leftover test", || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut worker = Worker::new(Instant::now(), Budget::Reads(1)).unwrap();
-        let (first, second) = worker.open_hedged(addr, 0, "/leftover").unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::Bytes(READ_CHUNK)).unwrap();
+        let [first, second] = worker.open_hedged(addr, 0, "/leftover").unwrap()[..] else {
+            panic!("both twins open");
+        };
         let mut servers = accept_twins(&listener, &mut worker);
 
         // Both answers start with one read's worth, and no Content-Length:
@@ -317,15 +320,15 @@ fn one_pass_of_the_loop_opens_at_most_a_turns_worth_of_connections() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
-    for request in 0..OPENS_PER_TURN + 10 {
+    for request in 0..OPENS_PER_PASS + 10 {
         worker.queue(addr, request, "/0/x", false);
     }
     // Opening is a turn's work like any other: the rest wait for the next
     // pass, so the first requests can be sent in between.
     worker.open_waiting().unwrap();
-    assert_eq!(worker.open_for_requests(), OPENS_PER_TURN);
+    assert_eq!(worker.open_for_requests(), OPENS_PER_PASS);
     worker.open_waiting().unwrap();
-    assert_eq!(worker.open_for_requests(), OPENS_PER_TURN + 10);
-    assert_eq!(worker.remaining(), OPENS_PER_TURN + 10);
+    assert_eq!(worker.open_for_requests(), OPENS_PER_PASS + 10);
+    assert_eq!(worker.remaining(), OPENS_PER_PASS + 10);
 }
 // ANCHOR_END: opens_per_turn

@@ -1,4 +1,4 @@
-//! The `Poll` API over real sockets, and what one-shot readiness means.
+//! The `Poll` API over real sockets, and what edge-triggered readiness means.
 
 mod support;
 
@@ -22,9 +22,9 @@ fn ready_now(poll: &Poll, events: &mut Events) -> Vec<Event> {
     events.iter().collect()
 }
 
-// ANCHOR: oneshot
+// ANCHOR: edge_once
 #[test]
-fn one_event_disarms_the_fd_until_it_is_rearmed_and_rearming_reports_unread_data() {
+fn an_edge_is_reported_once_and_again_only_when_new_data_arrives() {
     let (mut ours, mut theirs) = pair();
     let poll = Poll::new().unwrap();
     let mut events = Events::with_capacity(8);
@@ -36,22 +36,17 @@ fn one_event_disarms_the_fd_until_it_is_rearmed_and_rearming_reports_unread_data
     let ready = wait(&poll, &mut events);
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].token(), Token(7));
-
-    // Disarmed: even new data is not reported now.
-    send(&mut theirs, b" world");
+    // Five bytes are still unread, and yet: nothing.
     assert!(ready_now(&poll, &mut events).is_empty());
 
-    // Re-arming looks at the socket as it is now: data waits, so the
-    // very next wait reports it.
-    poll.registry()
-        .reregister(&ours, Token(7), Interest::READABLE)
-        .unwrap();
-    let ready = ready_now(&poll, &mut events);
+    // New data is a new edge.
+    send(&mut theirs, b" world");
+    let ready = wait(&poll, &mut events);
     assert_eq!(ready.len(), 1);
-    assert_eq!(ready[0].token(), Token(7));
+    assert!(ready_now(&poll, &mut events).is_empty());
     assert_eq!(take(&mut ours, 11), b"hello world");
 }
-// ANCHOR_END: oneshot
+// ANCHOR_END: edge_once
 
 #[test]
 fn eof_is_reported_once() {

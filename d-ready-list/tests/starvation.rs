@@ -10,7 +10,7 @@ use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use d_ready_list::client::{self, Budget, Config, READ_CHUNK};
+use d_ready_list::client::{self, Budget, Config};
 use d_ready_list::delay_server::DelayServer;
 use support::PATIENCE;
 
@@ -116,20 +116,20 @@ fn run_with(budget: Budget) -> (Lateness, Option<client::Summary>) {
 // ANCHOR: starvation
 #[test]
 fn the_ready_list_answers_every_small_request_within_the_bound() {
-    let (Lateness(lateness), summary) = run_with(Budget::Reads(1));
+    let (Lateness(lateness), summary) = run_with(Budget::default());
     eprintln!("ready list, lateness past each delay: {lateness:?}");
     for (i, late) in lateness.iter().enumerate() {
         let late = late.unwrap_or_else(|| panic!("request {i} was not answered"));
         assert!(late <= BOUND, "request {i} was {late:?} late");
     }
     // The endless sender kept its turns too, even while nothing else
-    // happened: at least 64 reads' worth. A worker that blocked in its
+    // happened: at least 256 KiB. A worker that blocked in its
     // wait with the endless connection still on the ready list would read
     // it only when some other event came, a handful of times in the run.
     // (Loose on purpose: a debug build on a busy machine checksums slowly.)
     let summary = summary.expect("the run succeeds");
     assert!(
-        summary.stats.endless_bytes >= 64 * READ_CHUNK as u64,
+        summary.stats.endless.bytes >= 256 * 1024,
         "{:?}",
         summary.stats
     );

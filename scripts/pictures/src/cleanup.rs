@@ -10,9 +10,9 @@ use crate::svg::{self, Fill, Font, Svg};
 enum Outcome {
     /// Its answer is complete: close it, and its twin.
     Answered,
-    /// One read, and more to read: back of the list.
+    /// Budget spent, and more to read: back of the list.
     BudgetSpent,
-    /// `WouldBlock`: re-armed, off the list.
+    /// `WouldBlock`: off the list until its next edge.
     WouldBlock,
 }
 
@@ -116,13 +116,13 @@ fn states() -> Vec<State> {
                 Outcome::BudgetSpent => {
                     state.ready.push(who);
                     vec![
-                        format!("{name}: one read, budget spent, still"),
+                        format!("{name}: budget spent, still"),
                         "ready: to the back of the list".into(),
                     ]
                 }
                 Outcome::WouldBlock => vec![
-                    format!("{name}: WouldBlock: re-armed with"),
-                    "epoll_ctl, off the list".into(),
+                    format!("{name}: WouldBlock: off the list"),
+                    "until its next edge (no system call)".into(),
                 ],
             }
         };
@@ -286,7 +286,7 @@ pub fn draw() -> String {
 
     svg.finish(
         "One turn of the ready list in which a hedged twin is closed",
-        "A completes and closes its twin A'; B goes to the back of the list; C is re-armed; A''s entry finds its slot removed and is ignored; after the turn the cleanup list frees both slots.",
+        "A completes and closes its twin A'; B goes to the back of the list; C leaves the list at WouldBlock; A''s entry finds its slot removed and is ignored; after the turn the cleanup list frees both slots.",
     )
 }
 

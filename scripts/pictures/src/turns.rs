@@ -1,6 +1,6 @@
 //! The ready list's turns beside an endless sender, recorded from chapter
 //! 4's own `Worker` against the embedded delay server: once with the
-//! default budget (one read per turn), once with `Budget::Drain`.
+//! a budget of 4 KiB per turn (one read), once with `Budget::Drain`.
 //!
 //! Times vary from run to run; the order of turns need not. The recorder
 //! sets the stage before it records anything: it sends every request in one
@@ -39,7 +39,7 @@ struct Connection {
 }
 
 /// The endless sender first, then three small answers that take three
-/// reads, one read and two reads of `READ_CHUNK` (4 KiB).
+/// turns, one turn and two turns of 4 KiB.
 const CONNECTIONS: [Connection; 4] = [
     Connection {
         letter: "E",
@@ -51,21 +51,25 @@ const CONNECTIONS: [Connection; 4] = [
         letter: "a",
         color: svg::BLUE,
         answer: Some((100, 10_000)),
-        legend: "10 000 bytes: 3 reads",
+        legend: "10 000 bytes: 3 turns",
     },
     Connection {
         letter: "b",
         color: svg::GREEN,
         answer: Some((250, 100)),
-        legend: "100 bytes: 1 read",
+        legend: "100 bytes: 1 turn",
     },
     Connection {
         letter: "c",
         color: svg::PURPLE,
         answer: Some((400, 6_000)),
-        legend: "6 000 bytes: 2 reads",
+        legend: "6 000 bytes: 2 turns",
     },
 ];
+
+/// The budget the picture shows: small, so that each small answer takes
+/// a few turns.
+const BUDGET: usize = 4096;
 
 /// Time for the connects to finish before the first wait.
 const CONNECTS: Duration = Duration::from_millis(50);
@@ -133,7 +137,7 @@ fn record_once(budget: Budget) -> io::Result<Result<Recording, String>> {
     let mut done = Vec::new();
     worker.wait(Some(Duration::from_secs(5))).map_err(error)?;
     worker.turn(&mut done).map_err(error)?;
-    if worker.stats().rearms != tokens.len() || !worker.ready_list().is_empty() {
+    if worker.sending() != 0 || !worker.ready_list().is_empty() {
         return Ok(Err(
             "the connects did not all finish before the first wait".into()
         ));
@@ -224,7 +228,7 @@ const ROW: f64 = 74.0;
 
 /// Records both runs and draws them, one row each.
 pub fn draw() -> io::Result<String> {
-    let budget = record(Budget::Reads(1))?;
+    let budget = record(Budget::Bytes(BUDGET))?;
     let drain = record(Budget::Drain)?;
     let slots: usize = budget.turns.iter().map(Vec::len).sum();
     let width =
@@ -232,7 +236,7 @@ pub fn draw() -> io::Result<String> {
     let mut svg = Svg::new(width, 2.0 * ROW + 80.0);
 
     let rows = [
-        ("one read per turn", "Budget::Reads(1)", &budget),
+        ("4 KiB per turn", "Budget::Bytes(4096)", &budget),
         ("drain to WouldBlock", "Budget::Drain", &drain),
     ];
     for (r, (name, budget_name, recording)) in rows.into_iter().enumerate() {
