@@ -168,6 +168,70 @@ pub fn parse_head(received: &[u8], eof: bool) -> Result<Option<Head>, Invalid> {
     }))
 }
 
+// ANCHOR: reader
+/// A response read as it arrives, for a reader that should not look at the
+/// same bytes twice, as [`parse`] does: the head is parsed once, when it
+/// is whole; after it, bytes are only added to the body, which becomes the
+/// response's without a copy. Chapter 4 uses it: it reads big bodies a
+/// budget at a time.
+#[derive(Debug, Default)]
+pub struct Reader {
+    /// The head's bytes until it is whole; after it, the body's.
+    received: Vec<u8>,
+    head: Option<Head>,
+}
+
+impl Reader {
+    /// The final head (not an interim 1xx one), once it is whole.
+    pub fn head(&self) -> Option<&Head> {
+        self.head.as_ref()
+    }
+
+    /// Takes what one read brought; `eof` says the peer has closed its side.
+    /// Says what everything so far amounts to, as [`parse`] would.
+    pub fn take(&mut self, data: &[u8], eof: bool) -> Parsed {
+        self.received.extend_from_slice(data);
+        while self.head.is_none() {
+            match parse_head(&self.received, eof) {
+                Ok(None) => return Parsed::Incomplete,
+                Err(invalid) => return Parsed::Invalid(invalid),
+                Ok(Some(head)) => {
+                    self.received.drain(..head.len);
+                    if !(100..200).contains(&head.status) {
+                        self.head = Some(head);
+                    }
+                }
+            }
+        }
+        let received = self.received.len();
+        match self.head.as_ref().and_then(|head| head.content_length) {
+            Some(expected) if received >= expected => {
+                self.received.truncate(expected);
+                self.finish()
+            }
+            Some(expected) if eof => Parsed::Invalid(Invalid::Truncated { expected, received }),
+            None if eof => self.finish(),
+            _ => Parsed::Incomplete,
+        }
+    }
+
+    /// The body received so far, taken out: for a body that is consumed as
+    /// it comes rather than kept (chapter 4's endless one).
+    pub fn take_body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.received)
+    }
+
+    fn finish(&mut self) -> Parsed {
+        let head = self.head.take().expect("finish follows the head");
+        Parsed::Complete(Response {
+            status: head.status,
+            reason: head.reason,
+            body: std::mem::take(&mut self.received),
+        })
+    }
+}
+// ANCHOR_END: reader
+
 fn complete(status: u16, reason: &str, body: &[u8]) -> Parsed {
     Parsed::Complete(Response {
         status,
@@ -333,6 +397,33 @@ mod tests {
             unreachable!()
         };
         assert!(invalid.to_string().contains("does not decode"), "{invalid}");
+    }
+
+    #[test]
+    fn a_reader_fed_a_byte_at_a_time_agrees_with_parse() {
+        let responses: [&[u8]; 6] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello and more",
+            b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            b"SSH-2.0-OpenSSH\r\n",
+        ];
+        for bytes in responses {
+            let mut reader = Reader::default();
+            let mut decided = false;
+            for (i, byte) in bytes.iter().enumerate() {
+                let parsed = reader.take(&[*byte], false);
+                assert_eq!(parsed, parse(&bytes[..=i], false), "{bytes:?} at {i}");
+                decided = parsed != Parsed::Incomplete;
+                if decided {
+                    break;
+                }
+            }
+            if !decided {
+                assert_eq!(reader.take(&[], true), parse(bytes, true), "{bytes:?}");
+            }
+        }
     }
 
     #[test]

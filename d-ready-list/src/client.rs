@@ -127,8 +127,10 @@ struct Shared<'a, W> {
     /// One per worker: the first failure wakes them all to stop.
     wakers: Vec<Waker>,
     /// The output and the list of responses, behind one lock: a line is
-    /// printed and recorded in one step.
+    /// printed and recorded in one step, so lines never interleave and the
+    /// summary lists responses in the order they were printed.
     report: Mutex<(&'a mut W, Vec<Completed>)>,
+    /// The first error ends the run.
     failure: Mutex<Option<Error>>,
 }
 

@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::endless::Checksum;
 use crate::error::{Error, Problem};
-use crate::http::{self, Head, Invalid, Response};
+use crate::http::{self, Parsed, Response};
 use crate::poll::{Event, Token};
 
 // ANCHOR: budget
@@ -61,19 +61,11 @@ pub(crate) struct Connection {
     connected: bool,
     request: Vec<u8>,
     sent: usize,
-    received: Received,
+    received: http::Reader,
     /// Only for the endless body: checksummed, not kept.
     endless: Option<Checksum>,
     readable: bool,
     writable: bool,
-}
-
-/// The answer so far: bytes until its head is whole, then the head, parsed
-/// once, and the body, which becomes the response without a copy.
-#[derive(Debug)]
-enum Received {
-    Head(Vec<u8>),
-    Body { head: Head, body: Vec<u8> },
 }
 
 /// What one turn did.
@@ -115,7 +107,7 @@ impl Connection {
             connected: false,
             request: http::request(path, &addr.to_string()).into_bytes(),
             sent: 0,
-            received: Received::Head(Vec::new()),
+            received: http::Reader::default(),
             endless: endless.then(Checksum::default),
             readable: false,
             writable: false,
@@ -132,10 +124,11 @@ impl Connection {
     /// One turn's work: send what the socket will take, then read at most
     /// what the budget allows.
     pub(crate) fn work(&mut self, budget: Budget) -> Result<Progress, Problem> {
-        // Once connected, try to send on every turn while bytes remain: a
-        // connection kept on the ready list by its reads is not told again
-        // that it is writable (the edge came while it was on the list).
-        if self.sent < self.request.len() && (self.writable || self.connected) {
+        // An edge that comes while the connection waits on the list is
+        // still noted, so `writable` is never stale: after a `WouldBlock`,
+        // the kernel reports room to write again, whether or not the
+        // connection is on the list at that moment.
+        if self.writable && self.sent < self.request.len() {
             self.send()?;
         }
         if !self.readable {
@@ -149,10 +142,9 @@ impl Connection {
         while left > 0 {
             let chunk = &mut buffer[..left.min(READ_CHUNK)];
             match self.stream.read(chunk) {
-                Ok(0) => return self.at_eof().map(Progress::Complete),
                 Ok(n) => {
                     left -= n;
-                    if let Some(response) = self.take(&buffer[..n])? {
+                    if let Some(response) = self.take(&buffer[..n], n == 0)? {
                         return Ok(Progress::Complete(response));
                     }
                 }
@@ -200,84 +192,31 @@ impl Connection {
     // ANCHOR_END: send
 
     // ANCHOR: take
-    /// Takes in what one read brought. The head is parsed once, when it is
-    /// whole; after it, bytes go straight to the body (or, for the endless
-    /// body, to its checksum), and are never looked at again.
-    fn take(&mut self, data: &[u8]) -> Result<Option<Response>, Problem> {
-        if let Received::Head(received) = &mut self.received {
-            received.extend_from_slice(data);
-            let Some(head) = http::parse_head(received, false).map_err(Problem::Response)? else {
-                return Ok(None);
-            };
-            let rest = received.split_off(head.len);
-            // A 1xx response (such as 103 Early Hints) is interim: the real
-            // one follows it on the same connection.
-            if (100..200).contains(&head.status) {
-                self.received = Received::Head(Vec::new());
-                return self.take(&rest);
-            }
-            if head.status != 200 {
-                return Err(Problem::Status(head.status, head.reason));
-            }
-            self.received = Received::Body {
-                head,
-                body: Vec::new(),
-            };
-            return self.take(&rest);
-        }
-        let Received::Body { head, body } = &mut self.received else {
-            unreachable!("the head was handled above");
-        };
+    /// Takes in what one read brought (at EOF, nothing). The endless body,
+    /// once its head has come, goes to its checksum and is never kept.
+    fn take(&mut self, data: &[u8], eof: bool) -> Result<Option<Response>, Problem> {
         if let Some(endless) = &mut self.endless {
-            endless.add(data);
-            return Ok(None);
-        }
-        body.extend_from_slice(data);
-        Ok(match head.content_length {
-            Some(length) if body.len() >= length => Some(self.finish()),
-            _ => None,
-        })
-    }
-
-    /// The peer closed its side: that ends a body without `Content-Length`,
-    /// and is an error anywhere else.
-    fn at_eof(&mut self) -> Result<Response, Problem> {
-        match &self.received {
-            Received::Head(received) => Err(Problem::Response(
-                http::parse_head(received, true)
-                    .err()
-                    .unwrap_or(Invalid::ClosedEarly {
-                        received: received.len(),
-                    }),
-            )),
-            Received::Body { .. } if self.endless.is_some() => {
-                Err(Problem::Io(io::ErrorKind::UnexpectedEof.into()))
+            if eof {
+                return Err(Problem::Io(io::ErrorKind::UnexpectedEof.into()));
             }
-            Received::Body { head, body } => match head.content_length {
-                Some(expected) => Err(Problem::Response(Invalid::Truncated {
-                    expected,
-                    received: body.len(),
-                })),
-                None => Ok(self.finish()),
-            },
+            if self.received.head().is_some() {
+                endless.add(data);
+                return Ok(None);
+            }
         }
-    }
-
-    /// The response, its body moved out of the connection.
-    fn finish(&mut self) -> Response {
-        let Received::Body { head, body } =
-            std::mem::replace(&mut self.received, Received::Head(Vec::new()))
-        else {
-            unreachable!("finish is called once the body has begun");
-        };
-        let mut body = body;
-        if let Some(length) = head.content_length {
-            body.truncate(length);
-        }
-        Response {
-            status: head.status,
-            reason: head.reason,
-            body,
+        match self.received.take(data, eof) {
+            Parsed::Incomplete => {
+                if let (Some(endless), Some(head)) = (&mut self.endless, self.received.head()) {
+                    if head.status != 200 {
+                        return Err(Problem::Status(head.status, head.reason.clone()));
+                    }
+                    endless.add(&self.received.take_body());
+                }
+                Ok(None)
+            }
+            Parsed::Complete(response) if response.status == 200 => Ok(Some(response)),
+            Parsed::Complete(response) => Err(Problem::Status(response.status, response.reason)),
+            Parsed::Invalid(invalid) => Err(Problem::Response(invalid)),
         }
     }
     // ANCHOR_END: take
@@ -297,37 +236,5 @@ impl Connection {
             path: self.path.clone(),
             problem,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connection_kept_on_the_ready_list_still_sends_the_rest_of_its_request() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut connection = Connection::open(addr, 0, "/0/x", false).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        // As after a turn whose send hit `WouldBlock`, and whose reads then
-        // ran out of budget: connected, not known writable, still readable,
-        // so it stays on the ready list and gets no writable event.
-        connection.connected = true;
-        connection.writable = false;
-        connection.readable = true;
-        server.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while connection.stream.peek(&mut [0]).is_err() {
-            assert!(std::time::Instant::now() < deadline, "no bytes arrived");
-            std::thread::yield_now();
-        }
-        let progress = connection.work(Budget::Bytes(1)).unwrap();
-        assert!(matches!(progress, Progress::StillReady), "{progress:?}");
-        assert_eq!(
-            connection.sent,
-            connection.request.len(),
-            "the request waits"
-        );
     }
 }

@@ -1,13 +1,18 @@
 //! Chapter 4: a ready list that gives every ready connection a bounded turn,
 //! so that one endless sender cannot starve the others, and a cleanup list
 //! that lets a connection be closed while a batch of events still names it.
+//! Each worker thread has an epoll of its own, so registrations go back to
+//! chapter 2's: once per connection, edge-triggered, no one-shot.
 //!
 //! Read it top to bottom: [`ffi`] declares the kernel's interface by hand,
 //! `poll` wraps it in a small mio-shaped API ([`Poll`], [`Registry`],
-//! [`Token`], [`Interest`], [`Events`], [`Event`]), [`slab`] turns tokens
-//! into connections, [`worker`] is the chapter's lesson (one thread's event
-//! loop, with the ready list and the cleanup list), `connection` is one
-//! connection's I/O, and [`client`] runs the workers and reports.
+//! [`Token`], [`Interest`], [`Events`], [`Event`], [`Waker`]), [`slab`]
+//! turns tokens into connections, [`worker`] is the chapter's lesson (one
+//! thread's event loop, with the ready list and the cleanup list),
+//! `connection` is one connection's I/O within a turn's budget, `opening`
+//! holds the requests that wait for a connection, [`endless`] is the body
+//! that never ends, and [`client`] runs the workers and reports. Imports go
+//! one way: client, then worker, then connection, then http.
 //! [`delay_server`] and [`http`] are support code, the same file, byte for
 //! byte, in every chapter. [`cli`], the command line, is support code too,
 //! but not the same everywhere: this chapter's is chapter 3's plus

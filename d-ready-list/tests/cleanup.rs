@@ -207,6 +207,53 @@ fn a_hedged_request_fails_only_when_both_twins_fail_naming_both() {
     });
 }
 
+// ANCHOR: at_most_once
+#[test]
+fn a_connection_is_on_the_ready_list_at_most_once() {
+    within(PATIENCE, "at-most-once test", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::Bytes(READ_CHUNK)).unwrap();
+        let token = worker.open(addr, 0, "/once").unwrap();
+        let mut done = Vec::new();
+        while worker.sending() > 0 {
+            worker.wait(Some(PATIENCE)).unwrap();
+            worker.turn(&mut done).unwrap();
+        }
+        let (mut server, _) = listener.accept().unwrap();
+        read_head(&mut server);
+        // Three reads' worth, and no Content-Length: the answer goes on
+        // until the server closes.
+        server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        server.write_all(&vec![b'x'; 3 * READ_CHUNK]).unwrap();
+        wait_until(PATIENCE, "the answer acknowledged", || {
+            unacknowledged(&server) == 0
+        });
+        worker.wait(Some(PATIENCE)).unwrap();
+        assert_eq!(worker.ready_list(), &[token]);
+        // One read, the budget is spent, and it is still ready: back on.
+        worker.turn(&mut done).unwrap();
+        assert_eq!(worker.ready_list(), &[token]);
+        // Nothing new will happen, but the list has work: the next wait
+        // only collects events, and does not block.
+        let before = Instant::now();
+        worker.wait(Some(Duration::from_secs(5))).unwrap();
+        assert!(before.elapsed() < Duration::from_secs(4), "the wait blocked");
+
+        // New bytes bring a new edge while the connection is on the list;
+        // the event is counted, and the list still holds it once.
+        let events = worker.stats().events;
+        server.write_all(b"more").unwrap();
+        wait_until(PATIENCE, "the new bytes acknowledged", || {
+            unacknowledged(&server) == 0
+        });
+        worker.wait(Some(PATIENCE)).unwrap();
+        assert_eq!(worker.stats().events, events + 1);
+        assert_eq!(worker.ready_list(), &[token], "on the list once");
+    });
+}
+// ANCHOR_END: at_most_once
+
 // ANCHOR: round_robin
 #[test]
 fn ready_connections_take_turns_in_order_one_read_each() {
@@ -316,7 +363,7 @@ fn a_closed_twins_token_leaves_the_ready_list_before_its_slot_is_reused() {
 
 // ANCHOR: opens_per_turn
 #[test]
-fn one_pass_of_the_loop_opens_at_most_a_turns_worth_of_connections() {
+fn one_pass_of_the_loop_opens_at_most_opens_per_pass_connections() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
