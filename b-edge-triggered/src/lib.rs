@@ -4,7 +4,8 @@
 //! Read it top to bottom: [`ffi`] declares the kernel's interface by hand,
 //! `poll` wraps it in a small mio-shaped API ([`Poll`], [`Registry`],
 //! [`Token`], [`Interest`], [`Events`], [`Event`]), and [`client`] is the
-//! program built on it. [`delay_server`] and [`http`] are support code,
+//! program built on it, with `connection` (one request's I/O) and
+//! [`error`] (why a run fails) beside it. [`delay_server`] and [`http`] are support code,
 //! the same file, byte for byte, in every chapter. [`cli`], the command
 //! line, is support code too, but not the same everywhere: this
 //! chapter's is chapter 1's, unchanged; chapter 3 adds `--workers`, and
