@@ -9,7 +9,7 @@
 //! [`Slab::release`] frees it for reuse, which the worker does only after
 //! the turn, once no token for it is left anywhere: that is the cleanup list.
 
-use crate::Token;
+use crate::poll::Token;
 
 // ANCHOR: slab
 /// Values in numbered slots that are reused, each reached through its token.
