@@ -170,15 +170,21 @@ pub fn parse_head(received: &[u8], eof: bool) -> Result<Option<Head>, Invalid> {
 
 // ANCHOR: reader
 /// A response read as it arrives, for a reader that should not look at the
-/// same bytes twice, as [`parse`] does: the head is parsed once, when it
-/// is whole; after it, bytes are only added to the body, which becomes the
-/// response's without a copy. Chapter 4 uses it: it reads big bodies a
-/// budget at a time.
+/// same bytes twice, as [`parse`] does: until the head is whole, only the
+/// new bytes are searched for its end; it is parsed once, when whole; after
+/// it, bytes are only added to the body, which becomes the response's
+/// without a copy. Chapter 4 uses it: it reads big bodies a budget at a
+/// time, and a head may come a few bytes at a time.
 #[derive(Debug, Default)]
 pub struct Reader {
     /// The head's bytes until it is whole; after it, the body's.
     received: Vec<u8>,
+    /// How many of the head's bytes have been searched for its end.
+    searched: usize,
     head: Option<Head>,
+    /// How many times the head was looked at whole, for the tests.
+    #[cfg(test)]
+    head_parses: usize,
 }
 
 impl Reader {
@@ -188,15 +194,33 @@ impl Reader {
     }
 
     /// Takes what one read brought; `eof` says the peer has closed its side.
-    /// Says what everything so far amounts to, as [`parse`] would.
+    /// Says what everything so far amounts to, as [`parse`] would; at `eof`
+    /// that is never `Incomplete`.
     pub fn take(&mut self, data: &[u8], eof: bool) -> Parsed {
         self.received.extend_from_slice(data);
         while self.head.is_none() {
+            // The blank line can only end in what is new (or straddle the
+            // old bytes' last three). The first few bytes are always looked
+            // at whole: they alone say whether this can be HTTP at all.
+            let new = &self.received[self.searched.saturating_sub(3)..];
+            let settled = self.searched >= 8 && self.received.len() <= MAX_HEAD;
+            if settled && !eof && find(new, b"\r\n\r\n").is_none() {
+                self.searched = self.received.len();
+                return Parsed::Incomplete;
+            }
+            #[cfg(test)]
+            {
+                self.head_parses += 1;
+            }
             match parse_head(&self.received, eof) {
-                Ok(None) => return Parsed::Incomplete,
+                Ok(None) => {
+                    self.searched = self.received.len();
+                    return Parsed::Incomplete;
+                }
                 Err(invalid) => return Parsed::Invalid(invalid),
                 Ok(Some(head)) => {
                     self.received.drain(..head.len);
+                    self.searched = 0;
                     if !(100..200).contains(&head.status) {
                         self.head = Some(head);
                     }
@@ -421,9 +445,23 @@ mod tests {
                 }
             }
             if !decided {
-                assert_eq!(reader.take(&[], true), parse(bytes, true), "{bytes:?}");
+                let at_eof = reader.take(&[], true);
+                assert_ne!(at_eof, Parsed::Incomplete, "{bytes:?}");
+                assert_eq!(at_eof, parse(bytes, true), "{bytes:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_head_that_comes_a_byte_at_a_time_is_looked_at_whole_only_at_its_end() {
+        let head = format!("HTTP/1.1 200 OK\r\nX-Pad: {}\r\n\r\n", "x".repeat(4000));
+        let mut reader = Reader::default();
+        for byte in head.as_bytes() {
+            assert_eq!(reader.take(&[*byte], false), Parsed::Incomplete);
+        }
+        assert_eq!(reader.head().map(|head| head.status), Some(200));
+        // The first eight bytes, and the last one: not once per byte.
+        assert!(reader.head_parses <= 9, "{} parses", reader.head_parses);
     }
 
     #[test]

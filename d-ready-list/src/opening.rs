@@ -46,7 +46,8 @@ impl Waiting {
     }
 
     /// At most `max_open` connections open at once for requests (a hedged
-    /// request needs two, and goes alone if the limit is 1); 0: no limit.
+    /// request needs two; when nothing else is open it goes anyway, even if
+    /// the limit is 1); 0: no limit.
     pub(crate) fn limit(&mut self, max_open: usize) {
         self.max_open = if max_open == 0 { usize::MAX } else { max_open };
     }

@@ -252,8 +252,9 @@ impl Registry {
 /// often as needed: mio's `Waker`, which tokio uses to unpark its I/O
 /// driver. (Not `std::task::Waker`, which wakes an async task; the futures
 /// page puts the two together.) An eventfd, registered edge-triggered like
-/// every source here: each write is a new edge, so each wake reports the
-/// waker's token once, to the next wait, and is never read back.
+/// every source here: each write is a new edge, so the next wait reports
+/// the waker's token, once (wakes before it are reported together), and
+/// the count is never read back.
 #[derive(Debug)]
 pub struct Waker {
     eventfd: File,

@@ -87,9 +87,9 @@ impl Worker {
     }
 
     /// Keeps at most `max_open` connections open at once for requests (a
-    /// hedged request needs two, and goes alone if the limit is 1; the
-    /// endless sender does not count); requests beyond that wait for one to
-    /// finish. 0 means no limit.
+    /// hedged request needs two; when nothing else is open it goes anyway,
+    /// even if the limit is 1; the endless sender does not count); requests
+    /// beyond that wait for one to finish. 0 means no limit.
     pub fn limit_open(&mut self, max_open: usize) {
         self.waiting.limit(max_open);
     }
@@ -186,14 +186,20 @@ impl Worker {
         }
         let token = self.connections.insert(connection);
         let connection = self.connections.get(token).expect("just inserted");
-        self.poll
+        let both = Interest::READABLE | Interest::WRITABLE;
+        if let Err(error) = self
+            .poll
             .registry()
-            .register(
-                &connection.stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(Error::Poll)?;
+            .register(&connection.stream, token, both)
+        {
+            // Not watched, so not kept: no token for it is anywhere yet.
+            let connection = self.connections.remove(token);
+            self.connections.release(token);
+            if connection.is_some_and(|c| c.endless().is_none()) {
+                self.waiting.closed();
+            }
+            return Err(Error::Poll(error));
+        }
         self.stats.epoll_ctl += 1;
         Ok(token)
     }
@@ -365,7 +371,10 @@ impl Worker {
         let Some(connection) = self.connections.get(token) else {
             return Ok(None);
         };
-        // Deregister while the fd is still ours: once closed, its number can
+        // Closing the last fd of a socket would end its registration too,
+        // but a copy made by `dup` or by a `fork` (any thread's, even one
+        // that only spawns a program) would keep it alive. So deregister,
+        // and do it while the fd is still ours: once closed, its number can
         // be handed to the next socket we open.
         self.poll
             .registry()

@@ -238,7 +238,10 @@ fn a_connection_is_on_the_ready_list_at_most_once() {
         // only collects events, and does not block.
         let before = Instant::now();
         worker.wait(Some(Duration::from_secs(5))).unwrap();
-        assert!(before.elapsed() < Duration::from_secs(4), "the wait blocked");
+        assert!(
+            before.elapsed() < Duration::from_secs(4),
+            "the wait blocked"
+        );
 
         // New bytes bring a new edge while the connection is on the list;
         // the event is counted, and the list still holds it once.

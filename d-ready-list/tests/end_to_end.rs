@@ -296,9 +296,10 @@ fn a_refused_connection_is_a_clear_error() {
     }
 }
 
-#[test]
-fn endless_against_a_server_without_it_says_so() {
-    // A server that has no /endless, and never answers anything else.
+/// Runs one request beside `--endless` against a server that answers
+/// `/endless` with `answer` and never answers anything else; returns the
+/// run's error.
+fn endless_against(answer: &'static [u8]) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
@@ -310,10 +311,8 @@ fn endless_against_a_server_without_it_says_so() {
             while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
                 head.push(byte[0]);
             }
-            // A 404 whose body has no length and is never closed: only its
-            // status says that this is not the endless body.
             if head.starts_with(b"GET /endless ") {
-                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\n\r\nNot Found");
+                let _ = stream.write_all(answer);
             }
             held.push(stream);
         }
@@ -332,12 +331,26 @@ fn endless_against_a_server_without_it_says_so() {
     let result = within(PATIENCE, "client run", move || {
         client::run(&config, &mut Vec::new())
     });
-    let message = result.expect_err("there is no /endless").to_string();
+    drop(server.join().unwrap());
+    result.expect_err("there is no endless body").to_string()
+}
+
+#[test]
+fn endless_against_a_server_without_it_says_so() {
+    // A 404 whose body has no length and is never closed: only its status
+    // says that this is not the endless body.
+    let message = endless_against(b"HTTP/1.1 404 Not Found\r\n\r\nNot Found");
     assert!(
         message.contains("404 Not Found") && message.contains("needs a server with /endless"),
         "{message}"
     );
-    drop(server.join().unwrap());
+}
+
+#[test]
+fn an_endless_body_that_ends_is_an_error_not_an_answer() {
+    // A server that answers every path with a short 200 has no /endless.
+    let message = endless_against(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    assert!(message.contains("the endless body ended"), "{message}");
 }
 
 #[test]

@@ -31,13 +31,15 @@ fn open_files_limit() -> libc::rlimit {
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit through a pointer to one.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    let ret = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(ret, 0, "getrlimit: {}", std::io::Error::last_os_error());
     limit
 }
 
 fn set_open_files_limit(limit: &libc::rlimit) {
     // SAFETY: setrlimit only reads the rlimit the pointer points at.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) }, 0);
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
+    assert_eq!(ret, 0, "setrlimit: {}", std::io::Error::last_os_error());
 }
 
 // ANCHOR: twin_open
