@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use d_ready_list::cli;
 use d_ready_list::http::{self, Parsed};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -165,13 +165,17 @@ async fn read_endless(addr: SocketAddr, request: Vec<u8>, bytes: Arc<AtomicU64>)
     let mut head = Vec::new();
     let mut crc = None;
     loop {
-        stream.readable().await?;
+        // `read().await`, not `readable().await` and `try_read` as for the
+        // small answers: a `readable()` that finds the socket still ready
+        // returns at once without spending tokio's cooperative budget, so a
+        // task that always has data would never yield, and on one worker
+        // thread the small requests would never run (tried: they missed
+        // their deadline). `read` spends the budget and yields when it is
+        // used up.
         let mut buffer = [0; READ_CHUNK];
-        let data = match stream.try_read(&mut buffer) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            Ok(n) => &buffer[..n],
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(error) => return Err(error),
+        let data = match stream.read(&mut buffer).await? {
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            n => &buffer[..n],
         };
         let body = match crc {
             Some(_) => data,
@@ -195,9 +199,6 @@ async fn read_endless(addr: SocketAddr, request: Vec<u8>, bytes: Arc<AtomicU64>)
         };
         crc = crc.map(|crc| crc32(crc, body));
         bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-        // Like any task that has work left, this one lets the others run
-        // between reads: tokio's cooperative budget makes `readable` yield
-        // now and then, so the small requests are not starved.
     }
 }
 

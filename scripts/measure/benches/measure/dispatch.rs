@@ -190,7 +190,7 @@ struct Plan {
 }
 
 const FULL: Plan = Plan {
-    blocks: 61,
+    blocks: 101,
     rounds: 40,
 };
 const QUICK: Plan = Plan {
@@ -256,8 +256,10 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
         .collect();
     let confidence = paired[1].confidence * 100.0;
     let text = format!(
-        "{}
-{PAIRS} socket pairs; {} blocks, each one short run of {} rounds per contender,          in turn. Events per second: the median run and the middle half of the runs.          Chapter 4 against a contender: the median of the {} ratios between the two runs          of one block, and a {confidence:.0}% confidence interval for it.\n",
+        "{}\n{PAIRS} socket pairs; {} blocks, each one short run of {} rounds per contender, \
+         in turn. Events per second: the median run and the middle half of the runs. \
+         Chapter 4 against a contender: the median of the {} ratios between the two runs \
+         of one block, and a {confidence:.0}% confidence interval for it.\n",
         output::table(
             &[
                 "contender",

@@ -49,7 +49,7 @@ pub const KINDS: [(&str, &[&str]); 14] = [
     ("sendto (request)", &["sendto", "sendmsg"]),
     ("recvfrom (response)", &["recvfrom", "recvmsg"]),
     ("read (waker)", &["read"]),
-    ("write (stdout, waker)", &["write"]),
+    ("write (stdout and waker)", &["write"]),
     ("close", &["close"]),
     ("futex (threads waking threads)", &["futex"]),
     ("other", &[]),
@@ -157,8 +157,13 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
                 scale,
             ]
             .map(str::to_string);
+            let started = std::time::Instant::now();
             let (demo, _) = traced(&program, &args, &scratch)?;
             drop(server);
+            eprintln!(
+                "  {client}, {requests} requests: {:.1} s under strace",
+                started.elapsed().as_secs_f64()
+            );
             per_client.push(by_kind(&demo, &startup, requests as f64));
         }
         let mut rows = Vec::new();

@@ -201,7 +201,7 @@ pub fn tables(runs: &[Run], skipped: &[(usize, String)], limits: &Limits) -> Str
     let _ = writeln!(
         text,
         "\nThe median of the ratios within each pair of runs, and a {confidence:.0}% \
-         confidence interval for it (with {} pairs, from the lowest ratio to the highest).\n",
+         confidence interval for it, from {} pairs.\n",
         runs_per_row(runs)
     );
     text.push_str(&output::table(
