@@ -185,7 +185,10 @@ pub fn write(dir: &Path, ran: &[String], goals: &[Goal]) -> io::Result<()> {
                 Verdict::Missed => "**missed**".to_string(),
                 other => other.word().to_string(),
             };
-            vec![field(0), field(1), field(2), field(3), shown]
+            // The name's "dispatch: " is the measurement column's.
+            let name = field(1);
+            let name = name.split_once(": ").map_or(name.as_str(), |(_, rest)| rest);
+            vec![field(0), name.to_string(), field(2), field(3), shown]
         })
         .collect();
     output::write_table(

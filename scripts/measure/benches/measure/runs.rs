@@ -98,16 +98,24 @@ fn write_machine(dir: &Path, runs: &[String]) -> io::Result<()> {
     let mut text = output::table(&["this machine", ""], &machine());
     text.push('\n');
     let fields: Vec<Vec<&str>> = runs.iter().map(|row| row.split(',').collect()).collect();
-    let table_rows: Vec<Vec<String>> = fields
+    let table_rows: Vec<Vec<String>> = crate::ALL
         .iter()
-        .map(|f| {
-            let kind = if f[3] == "true" { " (reduced)" } else { "" };
-            vec![
-                f[0].to_string(),
-                format!("`{}`", f[1]),
-                format!("{}{kind}", f[2]),
-                format!("{}, {}", f[4], f[5]),
-            ]
+        .map(|name| match fields.iter().find(|f| f[0] == *name) {
+            Some(f) => {
+                let kind = if f[3] == "true" { " (reduced)" } else { "" };
+                vec![
+                    f[0].to_string(),
+                    format!("`{}`", f[1]),
+                    format!("{}{kind}", f[2]),
+                    format!("{}, {}", f[4], f[5]),
+                ]
+            }
+            None => vec![
+                name.to_string(),
+                "not recorded".to_string(),
+                "an older run: see the history of its table".to_string(),
+                String::new(),
+            ],
         })
         .collect();
     text.push_str(&output::table(
@@ -127,18 +135,14 @@ fn write_machine(dir: &Path, runs: &[String]) -> io::Result<()> {
         .all(|name| fields.iter().any(|f| f[0] == *name));
     let reduced = fields.iter().any(|f| f[3] == "true");
     text.push('\n');
-    text.push_str(&if distinct.len() == 1 && all_measured && !reduced {
-        "Every table on this page comes from this one run.\n".to_string()
+    text.push_str(if distinct.len() == 1 && all_measured && !reduced {
+        "Every table on this page comes from this one run.\n"
     } else if reduced {
         "**Not the book's numbers**: some tables come from a reduced run (`--quick`), \
          which has too few repeats to decide anything. Each table names its run.\n"
-            .to_string()
     } else {
-        format!(
-            "**The tables come from {} different runs**, after a partial run \
-             (`--only`): each table names its own, and ratios are only compared within one.\n",
-            distinct.len()
-        )
+        "**The tables come from more than one run**, after a partial one (`--only`): \
+         each table names its own, and no ratio compares numbers from two runs.\n"
     });
     output::write_table(dir, "machine.md", &text)
 }
