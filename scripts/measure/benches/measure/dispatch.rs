@@ -235,8 +235,21 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
         .iter()
         .zip(&rates)
         .zip(&paired)
-        .map(|((name, all), ratio_to)| {
+        .enumerate()
+        .map(|(index, ((name, all), ratio_to))| {
             let own = summarize(all);
+            let (paired, interval) = if index == 0 {
+                ("(itself)".to_string(), String::new())
+            } else {
+                (
+                    ratio(ratio_to.median),
+                    format!(
+                        "{} to {}",
+                        ratio(ratio_to.interval.0),
+                        ratio(ratio_to.interval.1)
+                    ),
+                )
+            };
             vec![
                 name.to_string(),
                 format!("{:.3} M", own.median / 1e6),
@@ -245,12 +258,8 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
                     own.quartiles.0 / 1e6,
                     own.quartiles.1 / 1e6
                 ),
-                ratio(ratio_to.median),
-                format!(
-                    "{} to {}",
-                    ratio(ratio_to.interval.0),
-                    ratio(ratio_to.interval.1)
-                ),
+                paired,
+                interval,
             ]
         })
         .collect();

@@ -47,11 +47,18 @@ pub enum Want {
 }
 
 impl Want {
-    /// "at most 0.9x"; with `unit` "", "at most 16".
+    /// "at most 0.9x", "at least 1.0x"; with `unit` "", "at most 16".
     pub fn text(self, unit: &str) -> String {
+        let bound = |x: f64| {
+            if unit.is_empty() {
+                short(x)
+            } else {
+                format!("{}{unit}", short_ratio(x))
+            }
+        };
         match self {
-            Want::AtMost(bound) => format!("at most {}{unit}", short(bound)),
-            Want::AtLeast(bound) => format!("at least {}{unit}", short(bound)),
+            Want::AtMost(x) => format!("at most {}", bound(x)),
+            Want::AtLeast(x) => format!("at least {}", bound(x)),
         }
     }
 
@@ -69,10 +76,19 @@ impl Want {
     }
 }
 
-/// A bound without trailing zeros: 0.9, 1, 16.
+/// A count without trailing zeros: 16, 2.5.
 fn short(x: f64) -> String {
     let text = format!("{x:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A ratio with at least one decimal: 1.0, 0.9, 0.95.
+fn short_ratio(x: f64) -> String {
+    let text = format!("{x:.2}");
+    match text.strip_suffix('0') {
+        Some(one_decimal) => one_decimal.to_string(),
+        None => text,
+    }
 }
 
 /// One goal, measured.
@@ -187,7 +203,9 @@ pub fn write(dir: &Path, ran: &[String], goals: &[Goal]) -> io::Result<()> {
             };
             // The name's "dispatch: " is the measurement column's.
             let name = field(1);
-            let name = name.split_once(": ").map_or(name.as_str(), |(_, rest)| rest);
+            let name = name
+                .split_once(": ")
+                .map_or(name.as_str(), |(_, rest)| rest);
             vec![field(0), name.to_string(), field(2), field(3), shown]
         })
         .collect();
