@@ -115,19 +115,19 @@ pub fn run(ctx: &Context, programs: &Programs) -> io::Result<Vec<Goal>> {
     Ok(vec![
         Goal::interval(
             "syscalls",
-            "syscalls: bulk body, CPU time per MiB; chapter 4 / tokio".into(),
+            "syscalls: bulk body: CPU time per MiB; chapter 4 / tokio".into(),
             Want::AtMost(1.0),
             &paired,
         ),
         Goal::count(
             "syscalls",
-            "syscalls: bulk body, chapter 4 recvfrom per MiB".into(),
+            "syscalls: bulk body: chapter 4 recvfrom per MiB".into(),
             Want::AtMost(MOST_READS_PER_MIB),
             reads,
         ),
         Goal::count(
             "syscalls",
-            "syscalls: bulk body, chapter 4 epoll_wait per MiB".into(),
+            "syscalls: bulk body: chapter 4 epoll_wait per MiB".into(),
             Want::AtMost(MOST_WAITS_PER_MIB),
             waits,
         ),

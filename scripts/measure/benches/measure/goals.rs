@@ -174,14 +174,15 @@ pub fn write(dir: &Path, ran: &[String], goals: &[Goal]) -> io::Result<()> {
         .map(str::to_string)
         .collect();
     let mut rows = kept;
-    // Goal texts are ours; a comma in one would shift the columns.
+    // Plain CSV: a comma in a text would shift the columns.
+    let field = |text: &str| text.replace(',', ";");
     rows.extend(goals.iter().map(|goal| {
         format!(
             "{},{},{},{},{}",
             goal.measurement,
-            goal.name,
-            goal.wanted,
-            goal.measured.replace(',', ";"),
+            field(&goal.name),
+            field(&goal.wanted),
+            field(&goal.measured),
             goal.verdict.word()
         )
     }));
