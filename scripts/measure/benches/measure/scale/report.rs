@@ -129,6 +129,7 @@ pub fn tables(runs: &[Run], skipped: &[(usize, String)], limits: &Limits) -> Str
                 server.name().to_string(),
                 requests.to_string(),
                 client.name().to_string(),
+                these.len().to_string(),
                 format!("{answered} of {of}"),
                 show(wall, 1.0, "ms", 0),
                 show(cpu, 1.0, "ms", 0),
@@ -156,9 +157,12 @@ pub fn tables(runs: &[Run], skipped: &[(usize, String)], limits: &Limits) -> Str
             ),
             None => "not run".to_string(),
         };
+        let pairs = paired(runs, server, requests, wall);
         ratio_rows.push(vec![
             server.name().to_string(),
             requests.to_string(),
+            pairs.map_or(0, |s| s.count).to_string(),
+            pairs.map_or(String::new(), |s| format!("{:.0}%", s.confidence * 100.0)),
             show(paired(runs, server, requests, wall)),
             show(paired(runs, server, requests, cpu)),
             show(paired(runs, server, requests, rss)),
@@ -169,6 +173,7 @@ pub fn tables(runs: &[Run], skipped: &[(usize, String)], limits: &Limits) -> Str
             "server",
             "requests",
             "client",
+            "runs",
             "answered",
             "wall time, median (range)",
             "CPU time (user + system)",
@@ -178,31 +183,26 @@ pub fn tables(runs: &[Run], skipped: &[(usize, String)], limits: &Limits) -> Str
     );
     let _ = write!(
         text,
-        "\nEach row: {} runs, each against a fresh server process. Peak RSS is the \
-         client process's own `ru_maxrss`; any process started the same way reports at \
-         least {:.1} MiB (`true` does).\n\n",
-        runs_per_row(runs),
+        "\nEach run against a fresh server process. Peak RSS is the client process's own \
+         `ru_maxrss`; any process started the same way reports at least {:.1} MiB \
+         (`true` does).\n\n",
         limits.floor_kib as f64 / 1024.0
     );
     text.push_str(&output::table(
         &[
             "server",
             "requests",
+            "pairs",
+            "interval",
             "wall time, chapter 4 / tokio",
             "CPU time",
             "peak RSS",
         ],
         &ratio_rows,
     ));
-    let confidence = groups(runs)
-        .first()
-        .and_then(|&(server, requests)| paired(runs, server, requests, wall))
-        .map_or(0.0, |s| s.confidence * 100.0);
-    let _ = writeln!(
-        text,
-        "\nThe median of the ratios within each pair of runs, and a {confidence:.0}% \
-         confidence interval for it, from {} pairs.\n",
-        runs_per_row(runs)
+    text.push_str(
+        "\nThe median of the ratios within each pair of runs, and a confidence interval \
+         for it, with the confidence that the number of pairs allows.\n\n",
     );
     text.push_str(&output::table(
         &[
@@ -278,14 +278,6 @@ pub fn draw(out: &Path, runs: &[Run]) -> io::Result<()> {
     )
 }
 
-/// How many runs of each client a row has (all rows have as many).
-fn runs_per_row(runs: &[Run]) -> usize {
-    groups(runs).first().map_or(0, |&(server, requests)| {
-        select(runs, server, requests, Client::Chapter4).len()
-    })
-}
-
-/// The issue's goals at 10,000 requests, on the event-driven server.
 /// What a goal reads from a run.
 type Value = fn(&Run) -> f64;
 
