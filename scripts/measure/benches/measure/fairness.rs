@@ -255,7 +255,7 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
         }
     }
     let text = format!(
-        "{}\n{SMALL} small requests, delays 10 to 100 ms; {repeats} runs pooled. \
+        "{}\n{SMALL} small requests, delays 10 to 100 ms; runs pooled: {repeats}. \
          Unanswered {} ms after the longest delay counts as never.\n",
         output::table(
             &["client", "beside", "answered", "p50", "p99", "max"],
