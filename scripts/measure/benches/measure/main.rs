@@ -46,7 +46,12 @@ fn main() {
             "--bench" => {}
             "--quick" => quick = true,
             "--out" => match args.next() {
-                Some(dir) => out = PathBuf::from(dir),
+                // Relative to where scripts/bench was started: cargo runs
+                // this in the crate's directory.
+                Some(dir) => {
+                    let started_in = std::env::var_os("BENCH_STARTED_IN").map(PathBuf::from);
+                    out = started_in.unwrap_or_default().join(dir);
+                }
                 None => fail("--out needs a directory"),
             },
             "--only" => {
