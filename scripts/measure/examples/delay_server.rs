@@ -119,7 +119,14 @@ fn event_driven() -> io::Result<()> {
 async fn serve(mut stream: TcpStream) -> io::Result<()> {
     let mut head = Vec::new();
     let mut buffer = [0; 4096];
-    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+    // Only where the blank line could be: what was searched before, less
+    // the three bytes a blank line split across reads may start in.
+    let mut searched = 0;
+    while !head[searched..]
+        .windows(4)
+        .any(|window| window == b"\r\n\r\n")
+    {
+        searched = head.len().saturating_sub(3);
         let n = stream.read(&mut buffer).await?;
         if n == 0 || head.len() > MAX_HEAD {
             return Ok(());

@@ -136,6 +136,7 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 /// Waits until `fd` is readable or `timeout` passes; false on timeout.
+/// A signal (`EINTR`) does not end the wait: it goes on for the time left.
 fn wait_readable(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
     let end = Instant::now() + timeout;
@@ -146,12 +147,17 @@ fn wait_readable(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // Rounded up: with 0.4 ms left, a timeout of 0 would spin.
         // SAFETY: one pollfd, alive for the call, which the kernel reads and
         // writes (only `revents`).
-        match unsafe { libc::poll(&mut poll, 1, ms) } {
-            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            -1 => return Err(io::Error::last_os_error()),
+        let ready = unsafe { libc::poll(&mut poll, 1, measure::wait_ms(left)) };
+        match ready {
+            -1 => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
             0 if left.is_zero() => return Ok(false),
             0 => {}
             _ => return Ok(true),

@@ -12,16 +12,17 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use d_ready_list::delay_server::DelayServer;
 
-use crate::output::{self, Goal, ratio};
+use crate::goals::{Goal, Want};
+use crate::output;
 use crate::plot;
-use crate::stats::percentile;
+use crate::runs::Context;
+use measure::stats::percentile;
 
 const SMALL: usize = 100;
 const REPEATS: usize = 3;
@@ -202,13 +203,14 @@ fn show(ms: f64) -> String {
     }
 }
 
-pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
+pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
+    let repeats = if ctx.quick { 1 } else { REPEATS };
     let loads = [false, true];
     let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); loads.len()]; CONTENDERS.len()];
     let mut rows = Vec::new();
     // A warm-up run, then the repeats, every contender and load in turn.
     one_run(Contender::Chapter4, false)?;
-    for repeat in 1..=REPEATS {
+    for repeat in 1..=repeats {
         for (c, contender) in CONTENDERS.iter().enumerate() {
             for (l, heavy) in loads.iter().enumerate() {
                 let latencies = one_run(*contender, *heavy)?;
@@ -228,8 +230,7 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
             }
         }
     }
-    output::write_csv(
-        out,
+    ctx.write_csv(
         "fairness.csv",
         "contender,load,repeat,request,latency_ms",
         &rows,
@@ -254,7 +255,7 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
         }
     }
     let text = format!(
-        "{}\n{SMALL} small requests, delays 10 to 100 ms; {REPEATS} runs pooled. \
+        "{}\n{SMALL} small requests, delays 10 to 100 ms; runs pooled: {repeats}. \
          Unanswered {} ms after the longest delay counts as never.\n",
         output::table(
             &["client", "beside", "answered", "p50", "p99", "max"],
@@ -262,7 +263,7 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
         ),
         GIVE_UP_AFTER.as_millis()
     );
-    output::write_table(out, "fairness.md", &text)?;
+    ctx.write_table("fairness.md", &text)?;
     print!("{text}");
 
     let curves: Vec<(String, Vec<(f64, f64)>)> = CONTENDERS
@@ -297,7 +298,7 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
         })
         .collect();
     plot::lines(
-        &out.join("fairness.svg"),
+        &ctx.out.join("fairness.svg"),
         "Small requests answered, by latency",
         "latency (ms)",
         "fraction answered",
@@ -309,11 +310,10 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
         .position(|c| *c == Contender::Chapter4)
         .unwrap_or(0);
     let growth = p99s[chapter4][1] / p99s[chapter4][0];
-    Ok(vec![Goal {
-        measurement: "fairness",
-        name: "fairness: chapter 4 p99 beside the endless sender / alone".into(),
-        wanted: "at most 2x".into(),
-        measured: ratio(growth),
-        met: growth <= 2.0,
-    }])
+    Ok(vec![Goal::exact(
+        "fairness",
+        "fairness: chapter 4 p99 beside the endless sender / alone".into(),
+        Want::AtMost(2.0),
+        growth,
+    )])
 }

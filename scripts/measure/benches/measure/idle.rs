@@ -5,19 +5,20 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
-use crate::output::{self, Goal, ratio};
+use crate::goals::{Goal, Want};
+use crate::output::{self, ratio};
 use crate::plot;
-use crate::stats::median;
+use crate::runs::Context;
 use crate::sys;
+use measure::stats::median;
 
 pub const IDLE: [usize; 4] = [10, 100, 1_000, 10_000];
 const REPEATS: usize = 5;
-const WAIT_LIMIT_MS: i32 = 5_000;
+const WAIT_LIMIT: Duration = Duration::from_secs(5);
 
 /// Lifts the soft open-file limit to the hard one: 10,000 idle sockets,
 /// and the scale run's 10,000 connections, need more than the usual 1,024.
@@ -59,7 +60,7 @@ fn epoll_rounds(idle: &[Socket], reader: &UnixStream, writer: &UnixStream) -> io
     }
     sys::epoll_add(poll.as_fd(), reader.as_fd(), usize::MAX, flags)?;
     let mut events = Events::with_capacity(16);
-    let limit = Some(Duration::from_millis(WAIT_LIMIT_MS as u64));
+    let limit = Some(WAIT_LIMIT);
     let rounds = rounds(idle.len());
     let start = Instant::now();
     for _ in 0..rounds {
@@ -88,7 +89,7 @@ fn poll_rounds(idle: &[Socket], reader: &UnixStream, writer: &UnixStream) -> io:
     let start = Instant::now();
     for _ in 0..rounds {
         (&*writer).write_all(b"x")?;
-        let ready = sys::poll(&mut fds, WAIT_LIMIT_MS)?;
+        let ready = sys::poll(&mut fds, WAIT_LIMIT)?;
         if ready != 1 || fds[idle.len()].revents & libc::POLLIN == 0 {
             return Err(io::Error::other("expected the active socket, alone"));
         }
@@ -110,7 +111,8 @@ fn drain_one(reader: &UnixStream) -> io::Result<()> {
     }
 }
 
-pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
+pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
+    let repeats = if ctx.quick { 2 } else { REPEATS };
     let (reader, writer) = UnixStream::pair()?;
     reader.set_nonblocking(true)?;
     let mut rows = Vec::new();
@@ -120,7 +122,7 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
             io::Error::new(error.kind(), format!("{idle} idle sockets: {error}"))
         })?;
         let (mut epoll, mut poll) = (Vec::new(), Vec::new());
-        for repeat in 0..=REPEATS {
+        for repeat in 0..=repeats {
             let e = epoll_rounds(&sockets, &reader, &writer)?;
             let p = poll_rounds(&sockets, &reader, &writer)?;
             if repeat > 0 {
@@ -133,7 +135,7 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
         }
         medians.push((idle, median(&epoll), median(&poll)));
     }
-    output::write_csv(out, "idle.csv", "contender,idle,repeat,ns_per_round", &rows)?;
+    ctx.write_csv("idle.csv", "contender,idle,repeat,ns_per_round", &rows)?;
 
     let table_rows: Vec<Vec<String>> = medians
         .iter()
@@ -147,16 +149,16 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
         })
         .collect();
     let text = format!(
-        "{}\nOne active socket; time per round (write, wait, read), median of {REPEATS} runs.\n",
+        "{}\nOne active socket; time per round (write, wait, read), median of {repeats} runs.\n",
         output::table(
             &["idle sockets", "epoll", "poll(2)", "poll(2) / epoll"],
             &table_rows
         )
     );
-    output::write_table(out, "idle.md", &text)?;
+    ctx.write_table("idle.md", &text)?;
     print!("{text}");
     plot::lines_log_log(
-        &out.join("idle.svg"),
+        &ctx.out.join("idle.svg"),
         "Time per wait round (µs) against idle sockets",
         "idle sockets",
         "µs per round",
@@ -183,19 +185,17 @@ pub fn run(out: &Path) -> io::Result<Vec<Goal>> {
     let epoll_growth = e_last / e_first;
     let poll_growth = p_last / p_first;
     Ok(vec![
-        Goal {
-            measurement: "idle",
-            name: "idle: epoll at 10000 idle / at 10".into(),
-            wanted: "at most 1.2x".into(),
-            measured: ratio(epoll_growth),
-            met: epoll_growth <= 1.2,
-        },
-        Goal {
-            measurement: "idle",
-            name: "idle: poll(2) at 10000 idle / at 10".into(),
-            wanted: "growing (above 1.2x)".into(),
-            measured: ratio(poll_growth),
-            met: poll_growth > 1.2,
-        },
+        Goal::exact(
+            "idle",
+            "idle: epoll at 10000 idle / at 10".into(),
+            Want::AtMost(1.2),
+            epoll_growth,
+        ),
+        Goal::exact(
+            "idle",
+            "idle: poll(2) at 10000 idle / at 10".into(),
+            Want::AtLeast(1.2),
+            poll_growth,
+        ),
     ])
 }

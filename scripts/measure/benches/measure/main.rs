@@ -5,42 +5,55 @@
 //! an SVG plot drawn from it, for the book's Measurements appendix.
 //!
 //! Usage: cargo bench -p measure --bench measure -- [--only NAME,...]
+//!        [--quick] [--out DIR]
 //!   NAME: dispatch, idle, fairness, syscalls, scale (default: all)
+//!   --quick: a reduced run, to try the tool; its tables say so
+//!   --out: write there instead of book/src/measurements
 
+mod bulk;
 mod dispatch;
 mod fairness;
+mod goals;
 mod idle;
 mod output;
 mod plot;
 mod ports;
+mod processes;
+mod runs;
 mod scale;
-mod stats;
 mod sys;
 mod syscalls;
 
 use std::path::PathBuf;
 
-/// Where the data, tables and plots go.
-fn out_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../book/src/measurements")
-}
+use runs::{Context, Record};
 
-/// Where `scripts/bench` built the chapters' release binaries.
-fn bin_dir() -> PathBuf {
-    std::env::var_os("CHAPTER_BINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release"))
+/// Where the chapters' release binaries are, if `scripts/bench` did not say.
+fn default_bins() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release")
 }
 
 pub const ALL: [&str; 5] = ["dispatch", "idle", "fairness", "syscalls", "scale"];
 
 fn main() {
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
+    let mut quick = false;
+    let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../book/src/measurements");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             // cargo bench passes this to every bench target.
             "--bench" => {}
+            "--quick" => quick = true,
+            "--out" => match args.next() {
+                // Relative to where scripts/bench was started: cargo runs
+                // this in the crate's directory.
+                Some(dir) => {
+                    let started_in = std::env::var_os("BENCH_STARTED_IN").map(PathBuf::from);
+                    out = started_in.unwrap_or_default().join(dir);
+                }
+                None => fail("--out needs a directory"),
+            },
             "--only" => {
                 let names = args.next().unwrap_or_default();
                 only = names.split(',').map(str::to_string).collect();
@@ -55,41 +68,50 @@ fn main() {
             )),
         }
     }
-    let commit = output::commit();
-    let load = output::load();
-    let out = out_dir();
-    if let Err(error) = std::fs::create_dir_all(&out) {
-        fail(&format!("cannot create {}: {error}", out.display()));
+    let bins = std::env::var_os("CHAPTER_BINS").map_or_else(default_bins, PathBuf::from);
+    let ctx = Context::new(out, bins, quick);
+    if let Err(error) = std::fs::create_dir_all(&ctx.out) {
+        fail(&format!("cannot create {}: {error}", ctx.out.display()));
     }
     if let Err(error) = idle::raise_fd_limit() {
         fail(&format!("cannot raise the open-file limit: {error}"));
     }
     let mut goals = Vec::new();
+    let mut records = Vec::new();
     for name in &only {
         eprintln!("==> {name}");
+        let load_at_start = output::load();
         let result = match name.as_str() {
-            "dispatch" => dispatch::run(&out),
-            "idle" => idle::run(&out),
-            "fairness" => fairness::run(&out),
-            "syscalls" => syscalls::run(&out, &bin_dir()),
-            "scale" => scale::run(&out, &bin_dir()),
+            "dispatch" => dispatch::run(&ctx),
+            "idle" => idle::run(&ctx),
+            "fairness" => fairness::run(&ctx),
+            "syscalls" => syscalls::run(&ctx),
+            "scale" => scale::run(&ctx),
             _ => unreachable!("checked above"),
         };
         match result {
             Ok(mut met) => goals.append(&mut met),
             Err(error) => fail(&format!("{name}: {error}")),
         }
-    }
-    if let Err(error) = output::write_machine(&out, &commit, &load) {
-        fail(&format!("cannot write machine.md: {error}"));
+        records.push(Record {
+            measurement: name.clone(),
+            load_at_start,
+            load_at_end: output::load(),
+        });
+        // After each measurement, so that one failing later leaves the
+        // record of those done true to the tables they wrote.
+        let done: Vec<String> = records.iter().map(|r| r.measurement.clone()).collect();
+        if let Err(error) = runs::write(&ctx, &records) {
+            fail(&format!("cannot write runs.csv and machine.md: {error}"));
+        }
+        if let Err(error) = goals::write(&ctx.out, &done, &goals) {
+            fail(&format!("cannot write goals.md: {error}"));
+        }
     }
     println!();
     println!("goals:");
     for goal in &goals {
         println!("  {goal}");
-    }
-    if let Err(error) = output::write_goals(&out, &only, &goals) {
-        fail(&format!("cannot write goals.md: {error}"));
     }
 }
 

@@ -13,7 +13,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::output;
-use crate::stats::median;
+use crate::runs::Context;
+use measure::stats::median;
 
 const RANGE_FILE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 const REPEATS: usize = 3;
@@ -31,7 +32,7 @@ struct Trial {
 
 /// Runs the trials; `connects` is the larger count, within the open-file
 /// limit. Returns the Markdown table, after writing `scale-ports.csv`.
-pub fn run(out: &std::path::Path, connects: usize) -> io::Result<String> {
+pub fn run(ctx: &Context, connects: usize) -> io::Result<String> {
     let range = std::fs::read_to_string(RANGE_FILE)?;
     let ports = port_count(&range)?;
     let mut trials = Vec::new();
@@ -64,8 +65,7 @@ pub fn run(out: &std::path::Path, connects: usize) -> io::Result<String> {
             )
         })
         .collect();
-    output::write_csv(
-        out,
+    ctx.write_csv(
         "scale-ports.csv",
         "ephemeral_ports,server_addresses,connects,connected,unavailable,cpu_ms",
         &rows,

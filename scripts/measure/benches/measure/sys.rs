@@ -1,8 +1,12 @@
 //! The raw calls the contenders share: each wraps one libc call, turns -1
-//! into `io::Error`, and (for the waits) retries `EINTR`.
+//! into `io::Error`, and (for the waits) retries `EINTR` with the time
+//! that is left.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use measure::wait_ms;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -38,12 +42,19 @@ pub fn epoll_add(epoll: BorrowedFd, fd: BorrowedFd, token: usize, flags: u32) ->
     Ok(())
 }
 
-/// One `epoll_wait` into `events`; how many it filled (0 on timeout).
+/// Waits with `epoll_wait` into `events` until something is ready or
+/// `timeout` has passed; how many entries it filled (0 on timeout). A
+/// signal that interrupts the wait (`EINTR`) does not end it, and the retry
+/// waits only for the time that is left, not the whole timeout again.
 pub fn epoll_wait(
     epoll: BorrowedFd,
     events: &mut [libc::epoll_event],
-    timeout_ms: libc::c_int,
+    timeout: Duration,
 ) -> io::Result<usize> {
+    // One clock read per call, as chapter 4's `Poll` makes: the deadline
+    // that an interrupted wait is retried against (none: too far to tell).
+    let end = Instant::now().checked_add(timeout);
+    let mut left = timeout;
     loop {
         // SAFETY: the pointer and length describe `events`, and the kernel
         // writes at most that many entries.
@@ -52,24 +63,38 @@ pub fn epoll_wait(
                 epoll.as_raw_fd(),
                 events.as_mut_ptr(),
                 events.len() as libc::c_int,
-                timeout_ms,
+                wait_ms(left),
             )
         };
         match check(ready) {
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                if let Some(end) = end {
+                    left = end.saturating_duration_since(Instant::now());
+                }
+            }
             result => return result.map(|ready| ready as usize),
         }
     }
 }
 
-/// One `poll(2)` over `fds`; how many have events (0 on timeout).
-pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+/// `poll(2)` over `fds` until one has events or `timeout` has passed; how
+/// many have events (0 on timeout). `EINTR` as for [`epoll_wait`].
+pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
+    // One clock read per call, as chapter 4's `Poll` makes: the deadline
+    // that an interrupted wait is retried against (none: too far to tell).
+    let end = Instant::now().checked_add(timeout);
+    let mut left = timeout;
     loop {
         // SAFETY: the pointer and length describe `fds`, which the kernel
         // reads and writes (only `revents`) during the call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        let ready =
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms(left)) };
         match check(ready) {
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                if let Some(end) = end {
+                    left = end.saturating_duration_since(Instant::now());
+                }
+            }
             result => return result.map(|ready| ready as usize),
         }
     }
