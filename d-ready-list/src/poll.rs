@@ -6,7 +6,7 @@
 use std::ffi::c_int;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::ops::BitOr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
@@ -80,19 +80,20 @@ impl fmt::Debug for Interest {
 // ANCHOR_END: interest
 
 // ANCHOR: epoll_flags
-/// The bits `epoll_ctl` gets for an interest: every registration is
-/// edge-triggered and one-shot. After one event the kernel reports nothing
-/// more for the fd until `reregister` re-arms it. Each worker now has its
-/// own epoll, so this no longer keeps threads apart; it keeps a connection
-/// that is on the ready list from being reported again while it is there.
+/// The bits `epoll_ctl` gets for an interest: edge-triggered, as in
+/// chapter 2, and no longer one-shot. One-shot kept threads that share an
+/// epoll apart; here each worker owns its epoll, so no other thread can
+/// take a connection's event, and a flag in user space keeps a connection
+/// off the ready list twice (see `worker.rs`). A source is registered once
+/// and never re-armed: no `epoll_ctl` on the event path.
 fn epoll_flags(interest: Interest) -> u32 {
-    interest.0 | ffi::EPOLLET | ffi::EPOLLONESHOT
+    interest.0 | ffi::EPOLLET
 }
 // ANCHOR_END: epoll_flags
 
 // ANCHOR: poll
-/// An epoll instance, and the one place that waits on it. Several threads
-/// may wait on one `Poll` at once (share it by reference or in an `Arc`).
+/// An epoll instance, and the one place that waits on it. In this chapter
+/// each worker thread owns one.
 #[derive(Debug)]
 pub struct Poll {
     registry: Registry,
@@ -123,11 +124,9 @@ impl Poll {
     /// passed (`None` waits for ever), and fills `events` with what is ready.
     /// An empty `events` after `Ok` means the timeout passed.
     ///
-    /// `&self`: any number of threads may wait at once, each with its own
-    /// `Events`. A one-shot registration (what `register` and `reregister`
-    /// make) hands its fd's event to one of them, and to no other until it
-    /// is re-armed; a level-triggered fd left ready, like the waker's, can
-    /// be handed to each of them.
+    /// `&self`, as in chapter 3: the kernel lets several threads wait at
+    /// once. Chapter 4 no longer does that (each worker waits on its own
+    /// `Poll`), but a reactor shared by `Rc` can still wait through `&self`.
     pub fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         // A signal can end epoll_wait early with EINTR (even without a handler,
         // if the process is stopped and continued). That is not a failure, so
@@ -249,12 +248,12 @@ impl Registry {
 // ANCHOR_END: registry
 
 // ANCHOR: waker
-/// Wakes every thread waiting on a `Poll`, for good: how a pool of workers
-/// is told to stop. An eventfd that, once written, stays readable, and is
-/// registered level-triggered and without one-shot, the one registration
-/// that is. Here the thundering herd is what we want: every waiting thread
-/// wakes and sees it, and so does every later wait. (Named after mio's
-/// `Waker`; it is not `std::task::Waker`, which wakes an async task.)
+/// Wakes a thread blocked in [`Poll::poll`] from any other thread, as
+/// often as needed: mio's `Waker`, which tokio uses to unpark its I/O
+/// driver. (Not `std::task::Waker`, which wakes an async task; the futures
+/// page puts the two together.) An eventfd, registered edge-triggered like
+/// every source here: each write is a new edge, so each wake reports the
+/// waker's token once, to the next wait, and is never read back.
 #[derive(Debug)]
 pub struct Waker {
     eventfd: File,
@@ -267,21 +266,25 @@ impl Waker {
         // SAFETY: `fd` was returned by the kernel just now and nothing else
         // holds it, so the File is its only owner.
         let eventfd = unsafe { File::from_raw_fd(fd) };
-        let level_triggered = Interest::READABLE.0;
-        registry.ctl(
-            ffi::EPOLL_CTL_ADD,
-            eventfd.as_fd(),
-            Some((token, level_triggered)),
-        )?;
+        registry.register(&eventfd, token, Interest::READABLE)?;
         Ok(Waker { eventfd })
     }
 
-    /// Makes the waker's token ready in every wait from now on.
+    /// Makes the next wait (or the one under way) report the waker's token.
     pub fn wake(&self) -> io::Result<()> {
         match (&self.eventfd).write(&1u64.to_ne_bytes()) {
             Ok(_) => Ok(()),
-            // The counter is full, which means it was woken long ago.
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            // The counter is at its maximum after 2^64 - 2 wakes with no
+            // read in between: empty it, and wake again.
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let mut count = [0; 8];
+                match (&self.eventfd).read(&mut count) {
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) => return Err(error),
+                }
+                self.wake()
+            }
             Err(error) => Err(error),
         }
     }
