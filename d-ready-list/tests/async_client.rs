@@ -140,6 +140,35 @@ fn every_request_is_answered_exactly_once() {
 }
 // ANCHOR_END: exactly_once
 
+// ANCHOR: demo
+#[test]
+fn the_demo_times_out_its_hurried_request_at_its_own_deadline() {
+    let requests = client::demo_requests();
+    let (answers, _) = within(PATIENCE, "the demo", move || {
+        let server = DelayServer::start().unwrap();
+        let mut answers = Vec::new();
+        client::run(server.addr(), &requests, |answer| {
+            answers.push(answer.clone());
+            Ok(())
+        })
+        .map(|report| (answers, report))
+        .unwrap()
+    });
+    assert_eq!(answers.len(), 5);
+    let limit = Duration::from_millis(500);
+    for answer in &answers {
+        if answer.request == 1 {
+            assert_eq!(answer.body, Err(TimedOut(limit)));
+            assert!(answer.elapsed >= limit, "{answer:?}");
+            assert!(answer.elapsed < limit + LATE, "{answer:?}");
+        } else {
+            let expected = format!("request-{}", answer.request);
+            assert_eq!(body(answer), expected.as_bytes());
+        }
+    }
+}
+// ANCHOR_END: demo
+
 // ANCHOR: polls_and_wakes
 #[test]
 fn a_task_is_polled_again_only_after_its_waker_fired() {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use d_ready_list::cli::Options;
 use d_ready_list::http::{self, Parsed};
 
 use crate::executor::{Executor, Report};
@@ -55,6 +56,27 @@ pub struct Request {
     pub timeout: Duration,
 }
 
+/// The request the demo gives less time than its delay (800 ms), and how
+/// much.
+const HURRIED: (usize, Duration) = (1, Duration::from_millis(500));
+
+/// Chapter 4's default demo, with one request in a hurry: the others may
+/// take until the chapter's `--deadline`.
+pub fn demo_requests() -> Vec<Request> {
+    let options = Options::default();
+    let paths = options.paths().into_iter().enumerate();
+    paths
+        .map(|(i, path)| Request {
+            path,
+            timeout: if i == HURRIED.0 {
+                HURRIED.1
+            } else {
+                options.deadline()
+            },
+        })
+        .collect()
+}
+
 /// One answer, as the demo prints it: a body, or the timeout it ran out of.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -70,13 +92,22 @@ pub struct Answer {
 pub fn run(
     addr: SocketAddr,
     requests: &[Request],
+    report: impl FnMut(&Answer) -> io::Result<()>,
+) -> io::Result<Report> {
+    run_on(&Reactor::new()?, addr, requests, report)
+}
+
+/// `run`, on a reactor of the caller's (the book's picture records one).
+pub fn run_on(
+    reactor: &Rc<Reactor>,
+    addr: SocketAddr,
+    requests: &[Request],
     mut report: impl FnMut(&Answer) -> io::Result<()>,
 ) -> io::Result<Report> {
     let start = Instant::now();
-    let reactor = Reactor::new()?;
-    let mut executor = Executor::new(Rc::clone(&reactor));
+    let mut executor = Executor::new(Rc::clone(reactor));
     for (request, Request { path, timeout }) in requests.iter().cloned().enumerate() {
-        let reactor = Rc::clone(&reactor);
+        let reactor = Rc::clone(reactor);
         executor.spawn(async move {
             let fetched = fetch(&reactor, addr, &path);
             let body = match timers::timeout(&reactor, timeout, fetched).await {

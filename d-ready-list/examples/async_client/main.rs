@@ -18,15 +18,11 @@ mod wakes;
 use std::error::Error;
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use client::Request;
-use d_ready_list::cli::Options;
 use d_ready_list::delay_server::DelayServer;
 use d_ready_list::http;
 
-/// The request given less time than its delay (800 ms), and how much.
-const HURRIED: (usize, Duration) = (1, Duration::from_millis(500));
 /// How many wakes `--wakes` sends from another thread.
 const WAKES: usize = 10_000;
 
@@ -51,20 +47,7 @@ fn main() -> ExitCode {
 }
 
 fn demo() -> Result<(), Box<dyn Error>> {
-    let options = Options::default();
-    let requests: Vec<Request> = options
-        .paths()
-        .into_iter()
-        .enumerate()
-        .map(|(i, path)| Request {
-            path,
-            timeout: if i == HURRIED.0 {
-                HURRIED.1
-            } else {
-                options.deadline()
-            },
-        })
-        .collect();
+    let requests = client::demo_requests();
     let mut out = io::stdout().lock();
     let server = DelayServer::start()?;
     writeln!(out, "delay server: {} (embedded)", server.addr())?;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use d_ready_list::{Events, Interest, Token};
 
-use crate::timers::Timers;
+use crate::timers::{TimerKey, Timers};
 use crate::unpark::Unpark;
 
 // ANCHOR: slots
@@ -77,6 +77,8 @@ pub struct Reactor {
     timers: RefCell<Timers>,
     unpark: Arc<Unpark>,
     pub stats: Cell<Stats>,
+    /// Every wait, once `record` is called (for the book's picture).
+    log: RefCell<Option<Vec<Turn>>>,
 }
 
 /// What the reactor's waits cost.
@@ -105,6 +107,7 @@ impl Reactor {
             timers: RefCell::new(Timers::default()),
             unpark,
             stats: Cell::new(Stats::default()),
+            log: RefCell::new(None),
         }))
     }
 
@@ -215,7 +218,11 @@ impl Reactor {
             }
         }
         drop(sources);
+        let queued = self.log.borrow().is_some().then(|| self.timers().keys());
         let due = self.timers().expired(Instant::now());
+        if let Some(queued) = queued {
+            self.log_turn(timeout, &events, queued);
+        }
 
         let mut stats = self.stats.get();
         stats.waits += 1;
@@ -231,3 +238,47 @@ impl Reactor {
     }
 }
 // ANCHOR_END: turn
+
+/// One wait, as the book's picture of the timer queue draws it.
+#[allow(dead_code)]
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// What `epoll_wait` was asked to wait (`None`: for ever).
+    pub timeout: Option<Duration>,
+    /// The timer queue during the wait, earliest first.
+    pub queued: Vec<TimerKey>,
+    /// The sources that came back, and whether readable, writable.
+    pub events: Vec<(Token, bool, bool)>,
+    /// The timers that were due after it.
+    pub fired: Vec<TimerKey>,
+}
+
+// The tests and the book's picture use these; the demo does not.
+#[allow(dead_code)]
+impl Reactor {
+    /// From now on, keep a `Turn` for every wait.
+    pub fn record(&self) {
+        *self.log.borrow_mut() = Some(Vec::new());
+    }
+
+    pub fn recording(&self) -> Vec<Turn> {
+        self.log.borrow().clone().unwrap_or_default()
+    }
+
+    fn log_turn(&self, timeout: Option<Duration>, events: &Events, queued: Vec<TimerKey>) {
+        let left = self.timers().keys();
+        let fired = queued.iter().filter(|key| !left.contains(key)).copied();
+        let turn = Turn {
+            timeout,
+            fired: fired.collect(),
+            queued,
+            events: events
+                .iter()
+                .map(|event| (event.token(), event.is_readable(), event.is_writable()))
+                .collect(),
+        };
+        if let Some(log) = self.log.borrow_mut().as_mut() {
+            log.push(turn);
+        }
+    }
+}

@@ -24,6 +24,19 @@ pub struct TimerKey {
     seq: u64,
 }
 
+// The book's picture reads them; the demo does not.
+#[allow(dead_code)]
+impl TimerKey {
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The order the timer was set in: 0 for the first.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// Every timer that a task waits for, earliest first.
 #[derive(Debug, Default)]
 pub struct Timers {
@@ -60,6 +73,11 @@ impl Timers {
     pub fn time_to_next(&self, now: Instant) -> Option<Duration> {
         let (earliest, _) = self.queue.first_key_value()?;
         Some(earliest.deadline.saturating_duration_since(now))
+    }
+
+    /// The timers set now, earliest first.
+    pub fn keys(&self) -> Vec<TimerKey> {
+        self.queue.keys().copied().collect()
     }
 
     /// Takes out every timer that is due, earliest first.
