@@ -712,6 +712,7 @@ fn an_answer_ready_in_the_turn_its_timeout_expires_still_counts() {
         let reactor = Reactor::new().unwrap();
         let mut executor = Executor::new(Rc::clone(&reactor));
         let (ours, mut theirs) = tcp_pair();
+        let looking = ours.try_clone().unwrap();
         let stream = AsyncTcp::new(&reactor, ours).unwrap();
         executor.spawn(async move {
             let mut buffer = [0; 16];
@@ -723,10 +724,14 @@ fn an_answer_ready_in_the_turn_its_timeout_expires_still_counts() {
             read.await
                 .map(|n| n.map(|n| buffer[..n].to_vec()).map_err(drop))
         });
-        // The answer comes, and then this task computes past the deadline:
-        // the next turn finds both the event and the expired timer.
+        // The answer comes (a peek sees it in our socket without taking
+        // it), and then this task computes past the deadline: the next
+        // turn finds both the event and the expired timer.
         executor.spawn(async move {
             theirs.write_all(b"x").unwrap();
+            while looking.peek(&mut [0]).is_err() {
+                std::hint::spin_loop();
+            }
             let start = Instant::now();
             while start.elapsed() < Duration::from_millis(60) {
                 std::hint::spin_loop();
