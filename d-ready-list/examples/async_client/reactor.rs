@@ -188,8 +188,9 @@ impl Reactor {
     /// zero timeout). Then it wakes the tasks whose direction became
     /// ready, and the timers that are due.
     pub fn turn(&self, nothing_to_run: impl FnOnce() -> bool) -> io::Result<()> {
-        // A wake either queued its task before the look at the run queue,
-        // or comes after `awake` and stops the fall.
+        // The wakes so far have queued their tasks, and `nothing_to_run`
+        // looks at the queue. A wake after `awake` makes `fall_asleep`
+        // fail, or, once the fall succeeded, writes the eventfd.
         self.unpark.awake();
         let asleep = nothing_to_run() && self.unpark.fall_asleep();
         let timeout = if asleep {
@@ -218,6 +219,7 @@ impl Reactor {
             }
         }
         drop(sources);
+        // Only for the book's picture: the queue as this wait saw it.
         let queued = self.log.borrow().is_some().then(|| self.timers().keys());
         let due = self.timers().expired(Instant::now());
         if let Some(queued) = queued {

@@ -46,9 +46,9 @@ impl Unpark {
             return;
         }
         self.writes.fetch_add(1, Ordering::Relaxed);
-        // A wake cannot report an error. This write can fail only if the
-        // eventfd were closed, and the reactor that owns it outlives every
-        // task and so every wake that could reach it.
+        // A wake cannot report an error, and this write has none to
+        // report: every waker holds this `Unpark` (in an `Arc`), so the
+        // eventfd is open, and `Waker::wake` empties a full counter itself.
         let _ = self.eventfd.wake();
     }
 
