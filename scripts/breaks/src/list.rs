@@ -487,7 +487,7 @@ pub const BREAKS: &[Break] = &[
         find: "self.timers().time_to_next(Instant::now())",
         replace: "None",
         mistake: "waiting in epoll without the timer queue's earliest deadline",
-        claim: "a sleep ends at its deadline, in one wait",
+        claim: "a sleep with nothing else to do ends at its deadline, in a handful of waits",
         tests: &["async_client::a_lone_sleep_ends_on_time_after_one_wait"],
     },
     Break {
