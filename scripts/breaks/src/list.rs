@@ -398,7 +398,9 @@ pub const BREAKS: &[Break] = &[
         replace: "if event.is_writable() || event.is_readable() || event.is_read_closed() || event.is_error() {",
         mistake: "waking the reader on any event, writable ones too",
         claim: "an event wakes only the tasks whose source and direction became ready",
-        tests: &["async_client::an_event_wakes_only_the_tasks_whose_source_and_direction_became_ready"],
+        tests: &[
+            "async_client::an_event_wakes_only_the_tasks_whose_source_and_direction_became_ready",
+        ],
     },
     Break {
         id: "async-waker-kept",
@@ -448,7 +450,10 @@ pub const BREAKS: &[Break] = &[
         replace: "",
         mistake: "writing the unpark eventfd on every wake, asleep or not",
         claim: "only a wake that finds the executor asleep in `epoll_wait` writes the eventfd",
-        tests: &["async_client::a_wake_from_the_executors_own_thread_writes_no_eventfd", "async_client::wakes_from_another_thread_write_the_eventfd_at_most_once_per_sleep"],
+        tests: &[
+            "async_client::a_wake_from_the_executors_own_thread_writes_no_eventfd",
+            "async_client::wakes_from_another_thread_write_the_eventfd_at_most_once_per_sleep",
+        ],
     },
     Break {
         id: "async-queued-twice",
