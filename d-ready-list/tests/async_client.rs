@@ -22,6 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
@@ -318,6 +319,63 @@ fn readiness_that_comes_before_the_task_asks_is_kept() {
     assert_eq!(wakes(&count), 0);
 }
 // ANCHOR_END: readiness_kept
+
+/// The kernel's view of one fd in an epoll instance's interest list
+/// (/proc/self/fdinfo/EPFD, as chapter 1 shows it): its event mask, once
+/// per registration of it.
+fn interest_masks(epoll: &impl AsFd, fd: RawFd) -> Vec<u32> {
+    let path = format!("/proc/self/fdinfo/{}", epoll.as_fd().as_raw_fd());
+    let info = std::fs::read_to_string(path).expect("fdinfo");
+    info.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["tfd:", target, "events:", mask, ..] if target.parse() == Ok(fd) => {
+                    u32::from_str_radix(mask, 16).ok()
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+// ANCHOR: registered_once
+#[test]
+fn a_socket_is_registered_once_for_both_directions_edge_triggered() {
+    within(PATIENCE, "reads on one socket", || {
+        let reactor = Reactor::new().unwrap();
+        let (ours, mut theirs) = tcp_pair();
+        let fd = ours.as_raw_fd();
+        let stream = AsyncTcp::new(&reactor, ours).unwrap();
+        // What we asked for, and the two bits the kernel always adds.
+        let both = libc::EPOLLIN
+            | libc::EPOLLOUT
+            | libc::EPOLLRDHUP
+            | libc::EPOLLET
+            | libc::EPOLLERR
+            | libc::EPOLLHUP;
+        let both = both as u32;
+        assert_eq!(interest_masks(&*reactor, fd), [both]);
+
+        // A read that waits, an event, a read that succeeds, and one that
+        // waits again: the registration is what it was, armed all along.
+        let (count, waker) = counted();
+        let mut cx = Context::from_waker(&waker);
+        let mut buffer = [0; 16];
+        let mut read = pin!(stream.read(&mut buffer));
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        theirs.write_all(b"x").unwrap();
+        while wakes(&count) == 0 {
+            reactor.turn(|| true).unwrap();
+        }
+        assert!(matches!(read.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
+        let mut again = [0; 16];
+        let mut read = pin!(stream.read(&mut again));
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(interest_masks(&*reactor, fd), [both]);
+    });
+}
+// ANCHOR_END: registered_once
 
 // ANCHOR: would_block_clears
 #[test]

@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{self, Context, Waker};
@@ -124,6 +124,14 @@ impl Reactor {
     #[allow(dead_code)]
     pub fn registered(&self) -> usize {
         self.sources.borrow().len()
+    }
+}
+
+/// The epoll fd, so that a test can read the kernel's own view of the
+/// interest list in /proc.
+impl AsFd for Reactor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.poll.as_fd()
     }
 }
 

@@ -391,6 +391,16 @@ pub const BREAKS: &[Break] = &[
         tests: &["async_client::a_reader_and_a_writer_on_one_socket_are_both_woken"],
     },
     Break {
+        id: "async-read-only",
+        chapter: "d-ready-list",
+        file: "examples/async_client/reactor.rs",
+        find: "let both = Interest::READABLE | Interest::WRITABLE;",
+        replace: "let both = Interest::READABLE;",
+        mistake: "registering a socket for the direction the first future needs",
+        claim: "a socket is registered once, for both directions, edge-triggered, and stays so",
+        tests: &["async_client::a_socket_is_registered_once_for_both_directions_edge_triggered"],
+    },
+    Break {
         id: "async-wrong-direction",
         chapter: "d-ready-list",
         file: "examples/async_client/reactor.rs",
