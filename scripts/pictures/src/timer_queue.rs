@@ -166,7 +166,7 @@ pub fn draw() -> io::Result<String> {
     svg.text(
         QUEUE_X,
         36.0,
-        "(each box: a request's timeout, due after)",
+        "(each box: a request, and the timeout it was given)",
         Font::page(11.0).bold(false),
     );
     for (w, wait) in waits.iter().enumerate() {
