@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use d_ready_list::cli::Options;
 use d_ready_list::http::{self, Parsed};
 
 use crate::executor::{Executor, Report};
-use crate::reactor::{AsyncTcp, Reactor};
+use crate::reactor::Reactor;
+use crate::tcp::AsyncTcp;
+use crate::timers::{self, TimedOut};
 
 // ANCHOR: fetch
 /// One request on its own connection, from connect to a whole response.
@@ -46,41 +49,81 @@ pub async fn fetch(reactor: &Rc<Reactor>, addr: SocketAddr, path: &str) -> io::R
 }
 // ANCHOR_END: fetch
 
-/// One answer, as the demo prints it.
+/// One request of a run: where, and how long it may take.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub timeout: Duration,
+}
+
+/// The request the demo gives less time than its delay (800 ms), and how
+/// much.
+const HURRIED: (usize, Duration) = (1, Duration::from_millis(500));
+
+/// Chapter 4's default demo, with one request in a hurry: the others may
+/// take until the chapter's `--deadline`.
+pub fn demo_requests() -> Vec<Request> {
+    let options = Options::default();
+    let paths = options.paths().into_iter().enumerate();
+    paths
+        .map(|(i, path)| Request {
+            path,
+            timeout: if i == HURRIED.0 {
+                HURRIED.1
+            } else {
+                options.deadline()
+            },
+        })
+        .collect()
+}
+
+/// One answer, as the demo prints it: a body, or the timeout it ran out of.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub request: usize,
     pub elapsed: Duration,
-    pub body: Vec<u8>,
+    pub body: Result<Vec<u8>, TimedOut>,
 }
 
 // ANCHOR: run
-/// Spawns one task per path and runs them all on this thread, handing each
-/// answer to `report` the moment it is complete.
+/// Spawns one task per request and runs them all on this thread, handing
+/// each answer to `report` the moment it is complete. A request that runs
+/// out of time is an answer too; any other failure ends the run.
 pub fn run(
     addr: SocketAddr,
-    paths: &[String],
-    deadline: Duration,
+    requests: &[Request],
+    report: impl FnMut(&Answer) -> io::Result<()>,
+) -> io::Result<Report> {
+    run_on(&Reactor::new()?, addr, requests, report)
+}
+
+/// `run`, on a reactor of the caller's (the book's picture records one).
+pub fn run_on(
+    reactor: &Rc<Reactor>,
+    addr: SocketAddr,
+    requests: &[Request],
     mut report: impl FnMut(&Answer) -> io::Result<()>,
 ) -> io::Result<Report> {
     let start = Instant::now();
-    let reactor = Reactor::new()?;
-    let mut executor = Executor::new(Rc::clone(&reactor));
-    for (request, path) in paths.iter().cloned().enumerate() {
-        let reactor = Rc::clone(&reactor);
+    let mut executor = Executor::new(Rc::clone(reactor));
+    for (request, Request { path, timeout }) in requests.iter().cloned().enumerate() {
+        let reactor = Rc::clone(reactor);
         executor.spawn(async move {
-            let body = fetch(&reactor, addr, &path).await.map_err(|error| {
-                let message = format!("request {request} (GET {path}): {error}");
-                io::Error::new(error.kind(), message)
-            })?;
-            let elapsed = start.elapsed();
+            let fetched = fetch(&reactor, addr, &path);
+            let body = match timers::timeout(&reactor, timeout, fetched).await {
+                Ok(fetched) => Ok(fetched.map_err(|error| {
+                    let message = format!("request {request} (GET {path}): {error}");
+                    io::Error::new(error.kind(), message)
+                })?),
+                Err(timed_out) => Err(timed_out),
+            };
             Ok(Answer {
                 request,
-                elapsed,
+                elapsed: start.elapsed(),
                 body,
             })
         });
     }
-    executor.run(deadline, |answer: io::Result<Answer>| report(&answer?))
+    executor.run(|answer: io::Result<Answer>| report(&answer?))
 }
 // ANCHOR_END: run

@@ -1,29 +1,34 @@
 //! The executor: a run queue of task ids, and a loop that polls whatever is
-//! on it and waits in the reactor only when nothing is.
+//! on it and turns the reactor in between, sleeping in epoll only when
+//! nothing is runnable.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
 
-use crate::reactor::Reactor;
+use crate::reactor::{Reactor, Stats};
+use crate::unpark::Unpark;
 
 // ANCHOR: task_waker
 /// Ids of the tasks that may make progress if polled.
 type RunQueue = Arc<Mutex<VecDeque<usize>>>;
 
 /// What a task's `std::task::Waker` points at. `Wake` needs `Send + Sync`,
-/// because a waker may be sent to another thread, so the queue is an
-/// `Arc<Mutex<_>>` even though we use it on one thread.
+/// because a waker may be sent to another thread and woken there: so the
+/// queue is behind a lock, and the wake ends with the unpark.
 #[derive(Debug)]
 struct TaskWaker {
     id: usize,
+    /// On the run queue now: a task is queued at most once, however many
+    /// wakes it gets before its next poll (tokio's NOTIFIED bit).
+    queued: AtomicBool,
     run_queue: RunQueue,
+    unpark: Arc<Unpark>,
     wakes: AtomicUsize,
 }
 
@@ -34,7 +39,11 @@ impl Wake for TaskWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.wakes.fetch_add(1, Ordering::Relaxed);
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
         lock(&self.run_queue).push_back(self.id);
+        self.unpark.unpark();
     }
 }
 // ANCHOR_END: task_waker
@@ -50,12 +59,12 @@ pub struct TaskStats {
     pub wakes: usize,
 }
 
-/// What a run cost: per task, and in waits.
+/// What a run cost: per task, in the reactor's waits, and in eventfd writes.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub tasks: Vec<TaskStats>,
-    pub waits: usize,
-    pub events: usize,
+    pub reactor: Stats,
+    pub eventfd_writes: usize,
 }
 
 pub struct Executor<T> {
@@ -79,16 +88,19 @@ impl<T> Executor<T> {
     }
 
     /// A new task has not been polled yet, so it starts on the run queue.
-    pub fn spawn(&mut self, future: impl Future<Output = T> + 'static) {
+    pub fn spawn(&mut self, future: impl Future<Output = T> + 'static) -> usize {
         let id = self.tasks.len();
         self.tasks.push(Some(Box::pin(future)));
         self.wakers.push(Arc::new(TaskWaker {
             id,
+            queued: AtomicBool::new(true),
             run_queue: Arc::clone(&self.run_queue),
+            unpark: self.reactor.unpark(),
             wakes: AtomicUsize::new(0),
         }));
         self.polls.push(0);
         lock(&self.run_queue).push_back(id);
+        id
     }
 }
 // ANCHOR_END: executor
@@ -96,43 +108,41 @@ impl<T> Executor<T> {
 // ANCHOR: run
 impl<T> Executor<T> {
     /// Runs every task to the end, handing each output to `done` as it
-    /// comes. Gives up with `TimedOut` once `deadline` has passed.
-    pub fn run(
-        &mut self,
-        deadline: Duration,
-        mut done: impl FnMut(T) -> io::Result<()>,
-    ) -> io::Result<Report> {
-        let start = Instant::now();
+    /// comes. It has no deadline of its own: a task that must give up in
+    /// time says so with a timer (`timers::timeout`).
+    pub fn run(&mut self, mut done: impl FnMut(T) -> io::Result<()>) -> io::Result<Report> {
         let mut unfinished = self.tasks.iter().filter(|task| task.is_some()).count();
         while unfinished > 0 {
-            let left = deadline.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                let secs = deadline.as_secs_f64();
-                let message = format!("gave up after {secs} s, {unfinished} task(s) unfinished");
-                return Err(io::Error::new(io::ErrorKind::TimedOut, message));
+            // The tasks queued now; those woken while these run wait for
+            // the next batch, after the reactor has had a look.
+            let batch: Vec<usize> = lock(&self.run_queue).drain(..).collect();
+            for id in batch {
+                // Cleared before the poll: a wake during the poll queues
+                // the task again. A swap, not a store, so that the poll
+                // sees whatever a wake that found the bit set had done.
+                self.wakers[id].queued.swap(false, Ordering::AcqRel);
+                // A task can be woken after it finished; that wake is stale.
+                let Some(task) = self.tasks[id].as_mut() else {
+                    continue;
+                };
+                self.polls[id] += 1;
+                let waker = Waker::from(Arc::clone(&self.wakers[id]));
+                if let Poll::Ready(output) = task.as_mut().poll(&mut Context::from_waker(&waker)) {
+                    self.tasks[id] = None;
+                    unfinished -= 1;
+                    done(output)?;
+                }
             }
-            let next = lock(&self.run_queue).pop_front();
-            let Some(id) = next else {
-                // Nothing can make progress until the kernel says so.
-                self.reactor.wait(Some(left))?;
-                continue;
-            };
-            // A task can be woken after it finished; that wake is stale.
-            let Some(task) = self.tasks[id].as_mut() else {
-                continue;
-            };
-            self.polls[id] += 1;
-            let waker = Waker::from(Arc::clone(&self.wakers[id]));
-            if let Poll::Ready(output) = task.as_mut().poll(&mut Context::from_waker(&waker)) {
-                self.tasks[id] = None;
-                unfinished -= 1;
-                done(output)?;
+            if unfinished > 0 {
+                // Nothing left to poll: sleep until an event, a timer or a
+                // wake. Something queued already: only look.
+                self.reactor.turn(|| lock(&self.run_queue).is_empty())?;
             }
         }
         Ok(self.report())
     }
 
-    fn report(&self) -> Report {
+    pub fn report(&self) -> Report {
         let stats = self.polls.iter().zip(&self.wakers);
         Report {
             tasks: stats
@@ -141,8 +151,8 @@ impl<T> Executor<T> {
                     wakes: waker.wakes.load(Ordering::Relaxed),
                 })
                 .collect(),
-            waits: self.reactor.waits.get(),
-            events: self.reactor.events_seen.get(),
+            reactor: self.reactor.stats.get(),
+            eventfd_writes: self.reactor.unpark().writes(),
         }
     }
 }

@@ -1,29 +1,43 @@
 //! The demo once more, as `async fn`s on a small executor and a reactor over
 //! chapter 4's `Poll`: what sits under async/await, with no async crate.
 //!
-//! `cargo run -p d-ready-list --example async_client` (it takes no flags:
-//! the demo's five requests, against the embedded delay server)
+//! `cargo run -p d-ready-list --example async_client`: the demo's five
+//! requests against the embedded delay server, one of them with a timeout
+//! shorter than its delay.
+//! `cargo run -p d-ready-list --example async_client -- --wakes`: what
+//! wakes from another thread cost in eventfd writes.
 
 mod client;
 mod executor;
 mod reactor;
+mod tcp;
+mod timers;
+mod unpark;
+mod wakes;
 
 use std::error::Error;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use d_ready_list::cli::Options;
 use d_ready_list::delay_server::DelayServer;
 use d_ready_list::http;
 
+/// How many wakes `--wakes` sends from another thread.
+const WAKES: usize = 10_000;
+
 // ANCHOR: main
 fn main() -> ExitCode {
-    if std::env::args().len() > 1 {
-        eprintln!("async_client: takes no arguments; it runs chapter 4's default demo");
-        return ExitCode::from(2);
-    }
-    match run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.as_slice() {
+        [] => demo(),
+        [flag] if flag == "--wakes" => measure_wakes(),
+        _ => {
+            eprintln!("usage: async_client [--wakes]  (no flag: chapter 4's default demo)");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("async_client: {error}");
@@ -32,31 +46,49 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    let options = Options::default();
+fn demo() -> Result<(), Box<dyn Error>> {
+    let requests = client::demo_requests();
     let mut out = io::stdout().lock();
     let server = DelayServer::start()?;
     writeln!(out, "delay server: {} (embedded)", server.addr())?;
     let start = Instant::now();
-    let report = client::run(
-        server.addr(),
-        &options.paths(),
-        options.deadline(),
-        |answer| {
-            let body = http::preview(&answer.body, 60);
-            let ms = answer.elapsed.as_millis();
-            writeln!(out, "request {:<3} {ms:>6} ms  {body}", answer.request)
-        },
-    )?;
+    let (mut answered, mut timed_out) = (0, 0);
+    let report = client::run(server.addr(), &requests, |answer| {
+        let ms = answer.elapsed.as_millis();
+        let shown = match &answer.body {
+            Ok(body) => {
+                answered += 1;
+                http::preview(body, 60)
+            }
+            Err(timed_out_after) => {
+                timed_out += 1;
+                timed_out_after.to_string()
+            }
+        };
+        writeln!(out, "request {:<3} {ms:>6} ms  {shown}", answer.request)
+    })?;
     let polls: usize = report.tasks.iter().map(|task| task.polls).sum();
     writeln!(
         out,
-        "{} responses in {} ms on 1 thread: {} epoll waits, {} events, {polls} polls",
-        report.tasks.len(),
+        "{answered} answered and {timed_out} timed out in {} ms on 1 thread: \
+         {} epoll waits, {} events, {polls} polls",
         start.elapsed().as_millis(),
-        report.waits,
-        report.events,
+        report.reactor.waits,
+        report.reactor.events,
     )?;
     Ok(())
 }
 // ANCHOR_END: main
+
+// ANCHOR: measure_wakes
+fn measure_wakes() -> Result<(), Box<dyn Error>> {
+    let report = wakes::measure(WAKES)?;
+    let polls: usize = report.tasks.iter().map(|task| task.polls).sum();
+    println!(
+        "{WAKES} wakes from another thread: {} eventfd writes, {} epoll waits \
+         ({} waits asleep), {polls} polls",
+        report.eventfd_writes, report.reactor.waits, report.reactor.sleeps,
+    );
+    Ok(())
+}
+// ANCHOR_END: measure_wakes

@@ -1,212 +1,294 @@
-//! The reactor: chapter 4's `Poll`, and a table from token to `std::task::Waker`.
+//! The reactor: chapter 4's `Poll`, and per registered source two slots,
+//! one for the task that reads it and one for the task that writes it.
 //!
-//! A future whose read or write would block arms its socket under its token
-//! and leaves its waker here; a wait turns the tokens the kernel hands back
-//! into wakes. The reactor never runs a task itself.
+//! A source is registered once, for both directions, edge-triggered: the
+//! kernel reports each change of readiness once, and the reactor keeps
+//! what it was told, per direction, until a system call says `WouldBlock`.
+//! A future that finds its direction not ready leaves its waker in the
+//! slot and returns `Pending`; a wait turns events, expired timers and
+//! wakes from other threads into wakes. The reactor never runs a task.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
-use std::future::poll_fn;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{self, Context, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use d_ready_list::{Events, Interest, Token};
-use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::timers::{TimerKey, Timers};
+use crate::unpark::Unpark;
+
+// ANCHOR: slots
+/// Which way a task uses a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Read,
+    Write,
+}
+
+/// One direction of one source: what the kernel last said about it, and
+/// the task waiting for it to change.
+#[derive(Debug, Default)]
+struct Slot {
+    ready: bool,
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    /// An event is good for one wake: the waker is taken out as it fires,
+    /// and the task leaves a new one if it has to wait again.
+    fn set_ready(&mut self, woken: &mut Vec<Waker>) {
+        self.ready = true;
+        woken.extend(self.waker.take());
+    }
+}
+
+/// A reader and a writer can wait on one socket at once, and neither
+/// takes the other's place (tokio's `ScheduledIo`).
+#[derive(Debug, Default)]
+struct Source {
+    reader: Slot,
+    writer: Slot,
+}
+
+impl Source {
+    fn slot(&mut self, direction: Direction) -> &mut Slot {
+        match direction {
+            Direction::Read => &mut self.reader,
+            Direction::Write => &mut self.writer,
+        }
+    }
+}
+// ANCHOR_END: slots
 
 // ANCHOR: reactor
-/// One per thread, shared by `Rc` between the executor and every socket.
+/// One per thread, shared by `Rc` between the executor and every future.
 #[derive(Debug)]
 pub struct Reactor {
     poll: d_ready_list::Poll,
     events: RefCell<Events>,
-    /// Every registered token; `Some` while a future waits on it. A token
-    /// that is in the table is known to epoll, so arming it is a re-arm.
-    wakers: RefCell<HashMap<Token, Option<Waker>>>,
+    sources: RefCell<HashMap<Token, Source>>,
     /// Tokens are never reused, so a late event cannot find a new socket.
     next_token: Cell<usize>,
-    /// How many times we waited in epoll, and how many events that brought.
-    pub waits: Cell<usize>,
-    pub events_seen: Cell<usize>,
+    timers: RefCell<Timers>,
+    unpark: Arc<Unpark>,
+    pub stats: Cell<Stats>,
+    /// Every wait, once `record` is called (for the book's picture).
+    log: RefCell<Option<Vec<Turn>>>,
 }
+
+/// What the reactor's waits cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Calls to `epoll_wait`, and how many of them could sleep.
+    pub waits: usize,
+    pub sleeps: usize,
+    pub events: usize,
+    pub timers_fired: usize,
+}
+
+/// The unpark eventfd's token; sources get the ones after it.
+const UNPARK: Token = Token(0);
 // ANCHOR_END: reactor
 
 impl Reactor {
     pub fn new() -> io::Result<Rc<Reactor>> {
+        let poll = d_ready_list::Poll::new()?;
+        let unpark = Arc::new(Unpark::new(poll.registry(), UNPARK)?);
         Ok(Rc::new(Reactor {
-            poll: d_ready_list::Poll::new()?,
+            poll,
             events: RefCell::new(Events::with_capacity(64)),
-            wakers: RefCell::new(HashMap::new()),
-            next_token: Cell::new(0),
-            waits: Cell::new(0),
-            events_seen: Cell::new(0),
+            sources: RefCell::new(HashMap::new()),
+            next_token: Cell::new(UNPARK.0 + 1),
+            timers: RefCell::new(Timers::default()),
+            unpark,
+            stats: Cell::new(Stats::default()),
+            log: RefCell::new(None),
         }))
     }
 
-    pub fn token(&self) -> Token {
-        let token = self.next_token.get();
-        self.next_token.set(token + 1);
-        Token(token)
+    /// What every task's waker needs to end a wait from another thread.
+    pub fn unpark(&self) -> Arc<Unpark> {
+        Arc::clone(&self.unpark)
+    }
+
+    pub fn timers(&self) -> RefMut<'_, Timers> {
+        self.timers.borrow_mut()
+    }
+
+    /// How many sources are registered now (the tests look).
+    #[allow(dead_code)]
+    pub fn registered(&self) -> usize {
+        self.sources.borrow().len()
     }
 }
 
-// ANCHOR: arm
+/// The epoll fd, so that a test can read the kernel's own view of the
+/// interest list in /proc.
+impl AsFd for Reactor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.poll.as_fd()
+    }
+}
+
+// ANCHOR: register
 impl Reactor {
-    /// What `Pending` means: `source` is armed for `interest` under `token`,
-    /// and `waker` is where the event will go. Chapter 4 registers one-shot,
-    /// so after each event the source is silent until it is armed again;
-    /// re-arming reports a source that is already ready, so bytes that came
-    /// between our `WouldBlock` and this call are not missed.
-    pub fn arm(
-        &self,
-        source: &impl AsFd,
-        token: Token,
-        interest: Interest,
-        waker: &Waker,
-    ) -> io::Result<()> {
-        let mut wakers = self.wakers.borrow_mut();
-        let registry = self.poll.registry();
-        if wakers.contains_key(&token) {
-            registry.reregister(source, token, interest)?;
-        } else {
-            registry.register(source, token, interest)?;
-        }
-        wakers.insert(token, Some(waker.clone()));
-        Ok(())
+    /// Registers `source` once, for both directions, edge-triggered. Its
+    /// readiness starts unknown (not ready); if it is ready now, the
+    /// kernel reports that to the next wait, as it does for any change.
+    pub fn register(&self, source: &impl AsFd) -> io::Result<Token> {
+        let token = Token(self.next_token.get());
+        self.next_token.set(token.0 + 1);
+        let both = Interest::READABLE | Interest::WRITABLE;
+        self.poll.registry().register(source, token, both)?;
+        self.sources.borrow_mut().insert(token, Source::default());
+        Ok(token)
     }
 
     /// Stops watching a source that is about to be closed.
-    pub fn forget(&self, source: &impl AsFd, token: Token) {
-        if self.wakers.borrow_mut().remove(&token).is_some() {
+    pub fn deregister(&self, source: &impl AsFd, token: Token) {
+        if self.sources.borrow_mut().remove(&token).is_some() {
             let _ = self.poll.registry().deregister(source);
         }
     }
-}
-// ANCHOR_END: arm
 
-// ANCHOR: wait
-impl Reactor {
-    /// Waits in epoll (for ever if `timeout` is `None`) and wakes exactly the
-    /// tasks whose tokens came back. Each waker is taken out as it fires: an
-    /// event is good for one wake, and the next `Pending` leaves a new one.
-    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let mut events = self.events.borrow_mut();
-        self.poll.poll(&mut events, timeout)?;
-        self.waits.set(self.waits.get() + 1);
-        self.events_seen.set(self.events_seen.get() + events.len());
-        let mut ready = Vec::new();
-        let mut wakers = self.wakers.borrow_mut();
-        for event in events.iter() {
-            if let Some(waker) = wakers.get_mut(&event.token()).and_then(Option::take) {
-                ready.push(waker);
-            }
-        }
-        // A waker may run any code, even code that arms another socket:
-        // let go of the table first.
-        drop(wakers);
-        ready.into_iter().for_each(Waker::wake);
-        Ok(())
-    }
-}
-// ANCHOR_END: wait
-
-// ANCHOR: async_tcp
-/// A non-blocking TCP stream whose reads and writes are futures.
-#[derive(Debug)]
-pub struct AsyncTcp {
-    stream: TcpStream,
-    token: Token,
-    reactor: Rc<Reactor>,
-}
-
-impl AsyncTcp {
-    /// Starts a connect and returns before it is done, as chapter 2 does.
-    pub fn connect(reactor: &Rc<Reactor>, addr: SocketAddr) -> io::Result<AsyncTcp> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_nonblocking(true)?;
-        match socket.connect(&addr.into()) {
-            Err(error) if error.raw_os_error() != Some(libc::EINPROGRESS) => return Err(error),
-            _ => {}
-        }
-        Ok(AsyncTcp {
-            stream: socket.into(),
-            token: reactor.token(),
-            reactor: Rc::clone(reactor),
-        })
-    }
-}
-// ANCHOR_END: async_tcp
-
-// ANCHOR: poll_io
-impl AsyncTcp {
-    /// Every future below is this: try the system call; if the kernel says
-    /// it would block, arm the socket with this task's waker and say
-    /// `Pending`. Nothing else ever polls us again, so arming is not optional.
-    fn poll_io<T>(
+    /// `Ready` if the kernel said `direction` is ready and no system call
+    /// has said `WouldBlock` since; otherwise the task's waker goes in the
+    /// slot, and `Pending` means "wake me when that changes".
+    pub fn poll_ready(
         &self,
+        token: Token,
+        direction: Direction,
         cx: &mut Context<'_>,
-        interest: Interest,
-        mut op: impl FnMut(&TcpStream) -> io::Result<T>,
-    ) -> task::Poll<io::Result<T>> {
-        loop {
-            match op(&self.stream) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let armed = self
-                        .reactor
-                        .arm(&self.stream, self.token, interest, cx.waker());
-                    return match armed {
-                        Ok(()) => task::Poll::Pending,
-                        Err(error) => task::Poll::Ready(Err(error)),
-                    };
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                result => return task::Poll::Ready(result),
-            }
+    ) -> task::Poll<()> {
+        let mut sources = self.sources.borrow_mut();
+        let Some(source) = sources.get_mut(&token) else {
+            // Not ours (any more): let the system call say what is wrong.
+            return task::Poll::Ready(());
+        };
+        let slot = source.slot(direction);
+        if slot.ready {
+            return task::Poll::Ready(());
+        }
+        slot.waker = Some(cx.waker().clone());
+        task::Poll::Pending
+    }
+
+    /// A system call said `WouldBlock`: the readiness we kept is used up,
+    /// and only a new event will bring it back.
+    pub fn clear_ready(&self, token: Token, direction: Direction) {
+        if let Some(source) = self.sources.borrow_mut().get_mut(&token) {
+            source.slot(direction).ready = false;
         }
     }
 }
-// ANCHOR_END: poll_io
+// ANCHOR_END: register
 
-// ANCHOR: ops
-impl AsyncTcp {
-    /// Done once the socket has a peer; `SO_ERROR` says if the connect failed.
-    pub async fn connected(&self) -> io::Result<()> {
-        let done = |stream: &TcpStream| match stream.take_error()? {
-            Some(error) => Err(error),
-            None => stream.peer_addr().map(drop).map_err(|error| {
-                if error.raw_os_error() == Some(libc::ENOTCONN) {
-                    io::ErrorKind::WouldBlock.into()
-                } else {
-                    error
-                }
-            }),
+// ANCHOR: turn
+impl Reactor {
+    /// One look at the kernel. If `nothing_to_run` says so, it sleeps in
+    /// epoll until the earliest timer (for ever if there is none), an
+    /// event, or a wake from another thread; otherwise it only looks (a
+    /// zero timeout). Then it wakes the tasks whose direction became
+    /// ready, and the timers that are due.
+    pub fn turn(&self, nothing_to_run: impl FnOnce() -> bool) -> io::Result<()> {
+        // The wakes so far have queued their tasks, and `nothing_to_run`
+        // looks at the queue. A wake after `awake` makes `fall_asleep`
+        // fail, or, once the fall succeeded, writes the eventfd.
+        self.unpark.awake();
+        let asleep = nothing_to_run() && self.unpark.fall_asleep();
+        let timeout = if asleep {
+            self.timers().time_to_next(Instant::now())
+        } else {
+            Some(Duration::ZERO)
         };
-        poll_fn(|cx| self.poll_io(cx, Interest::WRITABLE, done)).await
-    }
+        let mut events = self.events.borrow_mut();
+        let waited = self.poll.poll(&mut events, timeout);
+        self.unpark.awake();
+        waited?;
 
-    pub async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            let write = |mut stream: &TcpStream| stream.write(bytes);
-            match poll_fn(|cx| self.poll_io(cx, Interest::WRITABLE, write)).await? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => bytes = &bytes[n..],
+        let mut woken = Vec::new();
+        let mut sources = self.sources.borrow_mut();
+        for event in events.iter() {
+            // The unpark's token, or a source dropped since the event came:
+            // there is nothing to wake.
+            let Some(source) = sources.get_mut(&event.token()) else {
+                continue;
+            };
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                source.reader.set_ready(&mut woken);
+            }
+            if event.is_writable() || event.is_error() {
+                source.writer.set_ready(&mut woken);
             }
         }
+        drop(sources);
+        // Only for the book's picture: the queue as this wait saw it.
+        let queued = self.log.borrow().is_some().then(|| self.timers().keys());
+        let due = self.timers().expired(Instant::now());
+        if let Some(queued) = queued {
+            self.log_turn(timeout, &events, queued);
+        }
+
+        let mut stats = self.stats.get();
+        stats.waits += 1;
+        stats.sleeps += usize::from(asleep);
+        stats.events += events.len();
+        stats.timers_fired += due.len();
+        self.stats.set(stats);
+        drop(events);
+        // A waker may run any code, even code that registers a socket or
+        // sets a timer: every borrow is let go first.
+        woken.into_iter().chain(due).for_each(Waker::wake);
         Ok(())
     }
+}
+// ANCHOR_END: turn
 
-    pub async fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_io(cx, Interest::READABLE, |mut stream| stream.read(buffer))).await
-    }
+/// One wait, as the book's picture of the timer queue draws it.
+#[allow(dead_code)]
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// What `epoll_wait` was asked to wait (`None`: for ever).
+    pub timeout: Option<Duration>,
+    /// The timer queue during the wait, earliest first.
+    pub queued: Vec<TimerKey>,
+    /// The sources that came back, and whether readable, writable.
+    pub events: Vec<(Token, bool, bool)>,
+    /// The timers that were due after it.
+    pub fired: Vec<TimerKey>,
 }
 
-impl Drop for AsyncTcp {
-    /// Deregistered while the fd is still ours; the stream closes after this.
-    fn drop(&mut self) {
-        self.reactor.forget(&self.stream, self.token);
+// The tests and the book's picture use these; the demo does not.
+#[allow(dead_code)]
+impl Reactor {
+    /// From now on, keep a `Turn` for every wait.
+    pub fn record(&self) {
+        *self.log.borrow_mut() = Some(Vec::new());
+    }
+
+    pub fn recording(&self) -> Vec<Turn> {
+        self.log.borrow().clone().unwrap_or_default()
+    }
+
+    fn log_turn(&self, timeout: Option<Duration>, events: &Events, queued: Vec<TimerKey>) {
+        let left = self.timers().keys();
+        let fired = queued.iter().filter(|key| !left.contains(key)).copied();
+        let turn = Turn {
+            timeout,
+            fired: fired.collect(),
+            queued,
+            events: events
+                .iter()
+                .map(|event| (event.token(), event.is_readable(), event.is_writable()))
+                .collect(),
+        };
+        if let Some(log) = self.log.borrow_mut().as_mut() {
+            log.push(turn);
+        }
     }
 }
-// ANCHOR_END: ops

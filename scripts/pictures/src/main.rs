@@ -4,15 +4,39 @@
 //!
 //! Two kinds of picture. Schematics (epoll's two lists, the batch with the
 //! cleanup list) are drawn from constants. Pictures of behaviour (the same
-//! bytes under three triggering modes, the ready list's turns) are drawn
+//! bytes under three triggering modes, the ready list's turns, the async
+//! example's timer queue) are drawn
 //! from a run of the chapters' own code, recorded as the tool runs; each
 //! run is arranged so that what is drawn is the same every time.
 
 mod cleanup;
 mod lists;
 mod svg;
+mod timer_queue;
 mod triggers;
 mod turns;
+
+// The async example's own modules, as its test includes them: the timer
+// queue's picture is recorded from a run of its demo. It uses only some of
+// what they offer.
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/client.rs"]
+mod client;
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/executor.rs"]
+mod executor;
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/reactor.rs"]
+mod reactor;
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/tcp.rs"]
+mod tcp;
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/timers.rs"]
+mod timers;
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/unpark.rs"]
+mod unpark;
 
 use std::fs;
 use std::io;
@@ -23,11 +47,12 @@ use std::process::ExitCode;
 type Draw = fn() -> io::Result<String>;
 
 /// Each picture: its file name, and how to draw it.
-const PICTURES: [(&str, Draw); 4] = [
+const PICTURES: [(&str, Draw); 5] = [
     ("epoll-lists.svg", || Ok(lists::draw())),
     ("triggers.svg", triggers::draw),
     ("turns.svg", turns::draw),
     ("cleanup.svg", || Ok(cleanup::draw())),
+    ("timer-queue.svg", timer_queue::draw),
 ];
 
 fn main() -> ExitCode {
