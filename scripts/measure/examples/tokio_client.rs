@@ -11,8 +11,8 @@
 //! copied into the response so far: `readable().await`, then `try_read`.
 //! The buffer is not alive across an `.await`, so it is not part of the
 //! task's state, and a waiting task holds only what chapter 4's connection
-//! holds. It is 16 KiB: the size of chapter 4's reads (issue 17's byte
-//! budget reads 16 KiB at a time) and of the delay server's writes, so
+//! holds. It is 32 KiB: the size of chapter 4's reads (its budget of
+//! 128 KiB a turn is read 32 KiB at a time), so
 //! that a bulk body takes the same number of reads from either client and
 //! the count of system calls per MiB compares the event loops, not the
 //! buffers. (tokio itself has no one size: `BufReader` and `io::copy`
@@ -37,7 +37,7 @@ use d_ready_list::http::{self, Parsed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 32 * 1024;
 
 fn main() -> ExitCode {
     let options = match cli::parse(std::env::args().skip(1)) {
