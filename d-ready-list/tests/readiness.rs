@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::ffi::c_int;
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -295,7 +295,6 @@ fn an_events_buffer_cannot_be_empty() {
 // ANCHOR: cloexec
 #[test]
 fn a_child_process_after_exec_inherits_no_epoll_fd() {
-    use std::os::fd::AsFd;
     let poll = Poll::new().unwrap();
     let fd = poll.as_fd().as_raw_fd();
     // The shell reads its own fd table: what a program we start would get.
@@ -498,3 +497,56 @@ fn a_signal_handler_that_writes_an_eventfd_ends_a_wait_with_no_timeout() {
     waiter.join().unwrap();
 }
 // ANCHOR_END: signal_eventfd
+
+/// The kernel's own view of `poll`'s interest list, /proc/self/fdinfo/EPFD:
+/// each registered fd with its event mask and its data, in fd order. It
+/// prints the file too, for `--nocapture`.
+fn interest_list(poll: &Poll) -> Vec<(c_int, u32, u64)> {
+    let epfd = poll.as_fd().as_raw_fd();
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}")).expect("fdinfo");
+    print!("{text}");
+    // tfd:        7 events:     2019 data:                3  pos:0 ino:...
+    let mut entries: Vec<_> = text
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let ["tfd:", fd, "events:", events, "data:", data, ..] = words[..] else {
+                return None;
+            };
+            let events = u32::from_str_radix(events, 16).ok()?;
+            Some((
+                fd.parse().ok()?,
+                events,
+                u64::from_str_radix(data, 16).ok()?,
+            ))
+        })
+        .collect();
+    entries.sort_unstable();
+    entries
+}
+
+/// `READABLE` as the kernel holds it: what we asked for, and the two bits
+/// epoll_ctl adds to every registration.
+const READABLE_AS_HELD: u32 =
+    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLHUP) as u32;
+
+// ANCHOR: fdinfo
+#[test]
+fn the_kernels_interest_list_holds_our_fd_our_interest_and_our_token() {
+    let (ours, _theirs) = pair();
+    let poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&ours, Token(7), Interest::READABLE)
+        .unwrap();
+    // The mode bits (edge, one-shot) are this chapter's `epoll_flags`.
+    let [(fd, events, data)] = interest_list(&poll)[..] else {
+        panic!("not one registration");
+    };
+    assert_eq!(
+        (fd, events & 0xffff, data),
+        (ours.as_raw_fd(), READABLE_AS_HELD, 7)
+    );
+    poll.registry().deregister(&ours).unwrap();
+    assert_eq!(interest_list(&poll), []);
+}
+// ANCHOR_END: fdinfo

@@ -176,6 +176,19 @@ pub const BREAKS: &[Break] = &[
         tests: &["lib::http::tests::interim_1xx_responses_are_skipped"],
     },
     Break {
+        id: "fd-as-data",
+        chapter: "a-epoll",
+        file: "src/poll.rs",
+        find: "data: token.0 as u64,",
+        replace: "data: fd.as_raw_fd() as u64,",
+        mistake: "storing the fd in the event's data, not our token",
+        claim: "the kernel holds, and hands back, our token: `data` in /proc/PID/fdinfo",
+        tests: &[
+            "readiness::the_kernels_interest_list_holds_our_fd_our_interest_and_our_token",
+            "readiness::reregister_changes_token_and_interest",
+        ],
+    },
+    Break {
         id: "header-case",
         chapter: "a-epoll",
         file: "src/http.rs",
@@ -292,6 +305,7 @@ pub const BREAKS: &[Break] = &[
         tests: &[
             "readiness::one_event_disarms_the_fd_until_it_is_rearmed_and_rearming_reports_unread_data",
             "threads::with_one_shot_exactly_one_thread_gets_the_socket_until_it_is_rearmed",
+            "readiness::after_a_one_shot_event_the_kernel_keeps_only_the_mode_bits_until_rearmed",
         ],
     },
     Break {
