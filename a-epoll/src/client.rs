@@ -124,6 +124,9 @@ impl Connection {
     /// Connects and sends the request. The socket stays blocking: with
     /// level-triggered readiness we read only when epoll says a read will
     /// not block, and a request this small fits the empty send buffer.
+    /// mio and tokio never register a blocking socket; chapter 2 shows
+    /// where this stops being harmless (an edge-triggered loop must read
+    /// until nothing is left, and a blocking read of nothing never returns).
     fn open(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Connection, Error> {
         let connect_error = |source| Error::Connect { addr, source };
         let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(connect_error)?;
