@@ -1,4 +1,4 @@
-//! The four C functions and the one struct this chapter needs from the kernel,
+//! The three C functions and the one struct this chapter needs from the kernel,
 //! declared by hand so that nothing stands between the reader and epoll.
 //!
 //! Every value here is checked against the `libc` crate by
