@@ -89,11 +89,13 @@ impl fmt::Debug for Interest {
 /// connection to itself.
 ///
 /// `EPOLLET` stays from chapter 2, though under one-shot it changes nothing
-/// a program can see: one event disarms the fd with or without it, and a
-/// re-arm checks readiness afresh either way, so no test fails without it.
-/// It stays because it says what the code is written for (every handler
-/// still reads and writes until `WouldBlock`, as chapter 2's did), and so
-/// that this chapter's change to this line is the one flag it adds.
+/// the program does: one event disarms the fd with or without it, and a
+/// re-arm checks readiness afresh either way. No test of behaviour fails
+/// without it; only the one that reads the kernel's copy of the mask in
+/// /proc sees it gone. It stays because it says what the code is written
+/// for (every handler still reads and writes until `WouldBlock`, as
+/// chapter 2's did), and so that this chapter's change to this line is the
+/// one flag it adds.
 fn epoll_flags(interest: Interest) -> u32 {
     interest.0 | ffi::EPOLLET | ffi::EPOLLONESHOT
 }
