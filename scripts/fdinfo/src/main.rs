@@ -40,7 +40,16 @@ fn main() -> ExitCode {
 }
 
 fn show(chapter: &str) -> Result<(), String> {
-    // The chapter's binary, built beside this one (scripts/book builds all).
+    // The chapter's binary, built beside this one: `cargo run -p fdinfo`
+    // builds only the chapter's library, which this program links.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--quiet", "-p", chapter, "--bin", chapter])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !built.success() {
+        return Err(format!("cargo build -p {chapter} failed"));
+    }
     let binary = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .with_file_name(chapter);
