@@ -24,6 +24,9 @@ impl Connection {
     /// Connects and sends the request. The socket stays blocking: with
     /// level-triggered readiness we read only when epoll says a read will
     /// not block, and a request this small fits the empty send buffer.
+    /// mio and tokio never register a blocking socket; chapter 2 shows
+    /// where this stops being harmless (an edge-triggered loop must read
+    /// until nothing is left, and a blocking read of nothing never returns).
     pub(crate) fn open(
         addr: SocketAddr,
         path: &str,

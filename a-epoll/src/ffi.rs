@@ -1,4 +1,4 @@
-//! The four C functions and the one struct this chapter needs from the kernel,
+//! The three C functions and the one struct this chapter needs from the kernel,
 //! declared by hand so that nothing stands between the reader and epoll.
 //!
 //! Every value here is checked against the `libc` crate by
@@ -29,15 +29,23 @@ pub const EPOLLRDHUP: u32 = 0x2000;
 // ANCHOR: epoll_event
 /// One entry of interest or of readiness.
 ///
-/// The kernel declares this struct packed on x86-64 only, so that it keeps
-/// the layout it has on 32-bit x86, where a `u64` needs only 4-byte
-/// alignment: 12 bytes with `data` at offset 4. On every other target it is
-/// 16 bytes with `data` at 8.
-/// Getting this wrong makes the kernel and Rust disagree on where every
-/// event after the first one starts.
+/// The kernel declares this struct packed on x86-64, so that it keeps the
+/// layout it has on 32-bit x86, where a `u64` needs only 4-byte alignment:
+/// 12 bytes with `data` at offset 4. On every other target it is 16 bytes
+/// with `data` at 8. Getting this wrong makes the kernel and Rust disagree
+/// on where every event after the first one starts.
+///
+/// The `cfg` is the `libc` crate's, which follows the C library's header:
+/// glibc also packs the struct on 32-bit x86. That changes nothing the
+/// kernel sees there (12 bytes, `data` at 4, either way), only the
+/// alignment, 1 rather than 4; copying the `cfg` whole keeps our struct
+/// equal to libc's, alignment included, on every target.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
-#[cfg_attr(target_arch = "x86_64", repr(packed))]
+#[cfg_attr(
+    any(target_arch = "x86_64", all(target_arch = "x86", target_env = "gnu")),
+    repr(packed)
+)]
 pub struct EpollEvent {
     /// Interest when registering, readiness when returned.
     pub events: u32,
@@ -64,9 +72,5 @@ unsafe extern "C" {
         maxevents: c_int,
         timeout: c_int,
     ) -> c_int;
-
-    /// Closes a file descriptor. We never call it ourselves: the epoll fd is
-    /// an `OwnedFd`, whose `Drop` makes this very call.
-    pub fn close(fd: c_int) -> c_int;
 }
 // ANCHOR_END: functions

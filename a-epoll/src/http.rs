@@ -410,6 +410,28 @@ mod tests {
     }
 
     #[test]
+    fn header_names_are_matched_whatever_their_case() {
+        // HTTP says header names are case-insensitive, and servers differ:
+        // ours sends `Content-Length`, actix sends `content-length`.
+        for name in ["Content-Length", "content-length", "CONTENT-LENGTH"] {
+            let bytes = format!("HTTP/1.1 200 OK\r\n{name}: 5\r\n\r\nhello!!");
+            assert_eq!(parse(bytes.as_bytes(), false), ok("hello"), "{name}");
+        }
+        for name in [
+            "Transfer-Encoding",
+            "transfer-encoding",
+            "TRANSFER-ENCODING",
+        ] {
+            let bytes = format!("HTTP/1.1 200 OK\r\n{name}: chunked\r\n\r\n");
+            assert_eq!(
+                parse(bytes.as_bytes(), true),
+                Parsed::Invalid(Invalid::TransferEncoding("chunked".into())),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn a_chunked_body_is_refused_not_shown_with_its_framing() {
         let bytes = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
         let parsed = parse(bytes, true);

@@ -8,7 +8,7 @@
 //! the same file, byte for byte, in every chapter. [`cli`], the command
 //! line, is support code too, but not the same everywhere: chapter 2
 //! keeps it as it is, chapter 3 adds `--workers`, and chapter 4 adds
-//! `--hedge` and `--endless`.
+//! `--hedge`, `--endless` and `--max-open`.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

@@ -3,11 +3,18 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::ffi::c_int;
 use std::io::ErrorKind;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use a_epoll::{Event, Events, Interest, Poll, Token};
-use support::{PATIENCE, pair, send, take, within};
+use support::{PATIENCE, gettid, in_epoll_wait, pair, send, take, wait_until, within};
 
 /// One wait with a generous timeout, for tests that know an event is coming.
 fn wait(poll: &mut Poll, events: &mut Events) -> Vec<Event> {
@@ -235,7 +242,6 @@ fn an_events_buffer_cannot_be_empty() {
 // ANCHOR: cloexec
 #[test]
 fn a_child_process_after_exec_inherits_no_epoll_fd() {
-    use std::os::fd::{AsFd, AsRawFd};
     let poll = Poll::new().unwrap();
     let fd = poll.as_fd().as_raw_fd();
     // The shell reads its own fd table: what a program we start would get.
@@ -277,11 +283,16 @@ fn an_events_buffer_smaller_than_the_ready_set_loses_nothing() {
 // ANCHOR: duplicated_fd
 #[test]
 fn a_duplicated_fd_keeps_its_registration_after_close_unless_deregistered_first() {
-    let mut poll = Poll::new().unwrap();
-    let mut events = Events::with_capacity(8);
+    // Each half has a `Poll` of its own. Any fork, by any thread of this
+    // process (another test's `Command::spawn`), briefly gives the child a
+    // copy of every fd, ours included: epoll(7)'s Q6 happening to us. Were
+    // the halves to share one `Poll`, such a copy could keep the first
+    // half's registration alive into the second.
 
     // The pitfall: close one fd of a socket that has another. epoll watches
     // the socket, not the number, so the registration lives on.
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
     let (ours, theirs) = pair();
     let duplicate = ours.try_clone().unwrap();
     poll.registry()
@@ -296,7 +307,9 @@ fn a_duplicated_fd_keeps_its_registration_after_close_unless_deregistered_first(
     );
     drop(duplicate);
 
-    // The fix: deregister first, then close.
+    // The fix: deregister first, then close. Copies of the fd elsewhere,
+    // ours or a child's, no longer matter.
+    let mut poll = Poll::new().unwrap();
     let (ours, theirs) = pair();
     let duplicate = ours.try_clone().unwrap();
     poll.registry()
@@ -309,3 +322,172 @@ fn a_duplicated_fd_keeps_its_registration_after_close_unless_deregistered_first(
     drop(duplicate);
 }
 // ANCHOR_END: duplicated_fd
+
+/// A connected pair of TCP sockets on loopback, the kind the client uses.
+fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let ours = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let (theirs, _) = listener.accept().expect("accept");
+    (ours, theirs)
+}
+
+/// Blocks until the kernel says the peer's FIN has reached `stream`,
+/// asking poll(2), not our epoll: the wait after it then knows what is true.
+fn wait_for_peer_shutdown(stream: &TcpStream) {
+    let mut entry = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    let timeout = c_int::try_from(PATIENCE.as_millis()).unwrap();
+    // SAFETY: one pollfd, which lives for the whole call.
+    let ready = unsafe { libc::poll(&mut entry, 1, timeout) };
+    assert!(
+        ready == 1 && entry.revents & libc::POLLRDHUP != 0,
+        "no FIN after {PATIENCE:?}"
+    );
+}
+
+// ANCHOR: half_close
+#[test]
+fn a_peers_half_close_is_reported_as_read_closed_while_data_is_unread() {
+    let (ours, theirs) = tcp_pair();
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    send(&theirs, b"x");
+    let ready = wait(&mut poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert!(ready[0].is_readable() && !ready[0].is_read_closed());
+
+    // The peer will send no more (`shutdown(SHUT_WR)`); our byte is unread.
+    theirs.shutdown(Shutdown::Write).unwrap();
+    wait_for_peer_shutdown(&ours);
+    // Level-triggered: the unread byte keeps it ready, but the wait after
+    // the half-close must say more than "readable".
+    let ready = wait(&mut poll, &mut events);
+    assert_eq!(ready.len(), 1);
+    assert!(
+        ready[0].is_readable() && ready[0].is_read_closed(),
+        "EPOLLIN alone cannot tell a half-close from more data: {ready:?}"
+    );
+    assert_eq!(take(&ours, 1), b"x");
+}
+// ANCHOR_END: half_close
+
+// ANCHOR: signal_eventfd
+/// The eventfd the SIGUSR2 handler writes to, and the flag it sets.
+static SIGNAL_EVENTFD: AtomicI32 = AtomicI32::new(-1);
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// Sets the flag the program acts on, then makes the `Poll` wake up to look
+/// at it: `poll` retries `EINTR`, so the flag alone would not end a wait.
+extern "C" fn on_sigusr2(_: c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+    let fd = SIGNAL_EVENTFD.load(Ordering::SeqCst);
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: write(2) is async-signal-safe, and `one` is 8 live bytes. The
+    // fd is the test's eventfd, open until the test has had its answer.
+    unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+}
+
+#[test]
+fn a_signal_handler_that_writes_an_eventfd_ends_a_wait_with_no_timeout() {
+    // SAFETY: eventfd takes no pointers.
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    assert!(raw >= 0, "eventfd: {}", std::io::Error::last_os_error());
+    // SAFETY: a new fd that nothing else owns.
+    let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    SIGNAL_EVENTFD.store(raw, Ordering::SeqCst);
+    // SAFETY: a zeroed sigaction is "no flags, empty mask", and the handler
+    // touches only atomics and write(2), all async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigusr2 as extern "C" fn(c_int) as libc::sighandler_t;
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&eventfd, Token(3), Interest::READABLE)
+        .unwrap();
+
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (answer_tx, answer) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        tid_tx.send(gettid()).unwrap();
+        let mut events = Events::with_capacity(8);
+        let result = poll.poll(&mut events, None);
+        let _ =
+            answer_tx.send(result.map(|()| events.iter().map(|e| e.token()).collect::<Vec<_>>()));
+    });
+    let tid = tid_rx.recv_timeout(PATIENCE).expect("waiter started");
+    wait_until(PATIENCE, "waiter blocked in epoll_wait", || {
+        in_epoll_wait(tid)
+    });
+    // SAFETY: the thread is alive: it is blocked in epoll_wait until the
+    // eventfd is written, and it has not been joined.
+    let sent = unsafe { libc::pthread_kill(waiter.as_pthread_t(), libc::SIGUSR2) };
+    assert_eq!(sent, 0);
+
+    let tokens = answer
+        .recv_timeout(PATIENCE)
+        .expect("the wait with no timeout never saw the signal");
+    assert_eq!(tokens.expect("poll retries EINTR"), [Token(3)]);
+    assert!(SIGNALLED.load(Ordering::SeqCst));
+    waiter.join().unwrap();
+}
+// ANCHOR_END: signal_eventfd
+
+/// The kernel's own view of `poll`'s interest list, /proc/self/fdinfo/EPFD:
+/// each registered fd with its event mask and its data, in fd order. It
+/// prints the file too, for `--nocapture`.
+fn interest_list(poll: &Poll) -> Vec<(c_int, u32, u64)> {
+    let epfd = poll.as_fd().as_raw_fd();
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}")).expect("fdinfo");
+    print!("{text}");
+    // tfd:        7 events:     2019 data:                3  pos:0 ino:...
+    let mut entries: Vec<_> = text
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let ["tfd:", fd, "events:", events, "data:", data, ..] = words[..] else {
+                return None;
+            };
+            let events = u32::from_str_radix(events, 16).ok()?;
+            Some((
+                fd.parse().ok()?,
+                events,
+                u64::from_str_radix(data, 16).ok()?,
+            ))
+        })
+        .collect();
+    entries.sort_unstable();
+    entries
+}
+
+/// `READABLE` as the kernel holds it: what we asked for, and the two bits
+/// epoll_ctl adds to every registration.
+const READABLE_AS_HELD: u32 =
+    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLHUP) as u32;
+
+// ANCHOR: fdinfo
+#[test]
+fn the_kernels_interest_list_holds_our_fd_our_interest_and_our_token() {
+    let (ours, _theirs) = pair();
+    let poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&ours, Token(7), Interest::READABLE)
+        .unwrap();
+    assert_eq!(
+        interest_list(&poll),
+        [(ours.as_raw_fd(), READABLE_AS_HELD, 7)]
+    );
+    poll.registry().deregister(&ours).unwrap();
+    assert_eq!(interest_list(&poll), []);
+}
+// ANCHOR_END: fdinfo

@@ -9,7 +9,7 @@
 //! the same file, byte for byte, in every chapter. [`cli`], the command
 //! line, is support code too, but not the same everywhere: this
 //! chapter's is chapter 1's, unchanged; chapter 3 adds `--workers`, and
-//! chapter 4 adds `--hedge` and `--endless`.
+//! chapter 4 adds `--hedge`, `--endless` and `--max-open`.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

@@ -9,8 +9,8 @@
 //! [`error`] (why a run fails) beside it. [`delay_server`] and [`http`] are support code,
 //! the same file, byte for byte, in every chapter. [`cli`], the command
 //! line, is support code too, but not the same everywhere: this
-//! chapter's is chapter 2's plus `--workers`, and chapter 4 adds `--hedge`
-//! and `--endless`.
+//! chapter's is chapter 2's plus `--workers`, and chapter 4 adds `--hedge`,
+//! `--endless` and `--max-open`.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(

@@ -39,8 +39,11 @@ pub struct Token(pub usize);
 pub struct Interest(u32);
 
 impl Interest {
-    /// Data to read, or the peer has closed its side (we ask for
-    /// `EPOLLRDHUP` so that a close is reported even with no data).
+    /// Data to read, or the peer has closed its side. `EPOLLIN` alone
+    /// reports a peer's close too, but only as "readable": the reader learns
+    /// of it when a read returns 0. `EPOLLRDHUP` adds the news itself, so
+    /// that an event after a peer's `shutdown(SHUT_WR)` or close says
+    /// `is_read_closed` even while data is still unread (as mio asks too).
     pub const READABLE: Interest = Interest(ffi::EPOLLIN | ffi::EPOLLRDHUP);
     /// Room to write.
     pub const WRITABLE: Interest = Interest(ffi::EPOLLOUT);
@@ -81,9 +84,18 @@ impl fmt::Debug for Interest {
 
 // ANCHOR: epoll_flags
 /// The bits `epoll_ctl` gets for an interest: every registration is
-/// edge-triggered and one-shot. After one event the kernel reports nothing
-/// more for the fd, to any thread, until `reregister` re-arms it: whoever
-/// got the event has the connection to itself.
+/// one-shot. After one event the kernel reports nothing more for the fd, to
+/// any thread, until `reregister` re-arms it: whoever got the event has the
+/// connection to itself.
+///
+/// `EPOLLET` stays from chapter 2, though under one-shot it changes nothing
+/// the program does: one event disarms the fd with or without it, and a
+/// re-arm checks readiness afresh either way. No test of behaviour fails
+/// without it; only the one that reads the kernel's copy of the mask in
+/// /proc sees it gone. It stays because it says what the code is written
+/// for (every handler still reads and writes until `WouldBlock`, as
+/// chapter 2's did), and so that this chapter's change to this line is the
+/// one flag it adds.
 fn epoll_flags(interest: Interest) -> u32 {
     interest.0 | ffi::EPOLLET | ffi::EPOLLONESHOT
 }
@@ -248,12 +260,19 @@ impl Registry {
 // ANCHOR_END: registry
 
 // ANCHOR: waker
-/// Wakes every thread waiting on a `Poll`, for good: how a pool of workers
-/// is told to stop. An eventfd that, once written, stays readable, and is
-/// registered level-triggered and without one-shot, the one registration
-/// that is. Here the thundering herd is what we want: every waiting thread
-/// wakes and sees it, and so does every later wait. (Named after mio's
-/// `Waker`; it is not `std::task::Waker`, which wakes an async task.)
+/// A stop latch: after one `wake`, every thread waiting on the `Poll` wakes,
+/// and so does every later wait, for ever. That is how this chapter tells
+/// its workers to stop. It is an eventfd that nothing ever reads, so once
+/// written it stays readable, and it is the one registration here that is
+/// level-triggered and not one-shot, so every wait reports it. Here the
+/// thundering herd is what we want.
+///
+/// It borrows the name of mio's `Waker` but is not one: mio's is
+/// edge-triggered, so each wake is one new event, and it can be woken
+/// again and again. This one cannot be reset: a loop that went back to
+/// waiting after a wake would find every wait returning at once, for ever,
+/// and spin. Chapter 4 has a reusable waker.
+/// (Nor is it `std::task::Waker`, which wakes an async task.)
 #[derive(Debug)]
 pub struct Waker {
     eventfd: File,

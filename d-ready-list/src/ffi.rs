@@ -38,15 +38,23 @@ pub const EFD_NONBLOCK: c_int = 0o4000;
 // ANCHOR: epoll_event
 /// One entry of interest or of readiness.
 ///
-/// The kernel declares this struct packed on x86-64 only, so that it keeps
-/// the layout it has on 32-bit x86, where a `u64` needs only 4-byte
-/// alignment: 12 bytes with `data` at offset 4. On every other target it is
-/// 16 bytes with `data` at 8.
-/// Getting this wrong makes the kernel and Rust disagree on where every
-/// event after the first one starts.
+/// The kernel declares this struct packed on x86-64, so that it keeps the
+/// layout it has on 32-bit x86, where a `u64` needs only 4-byte alignment:
+/// 12 bytes with `data` at offset 4. On every other target it is 16 bytes
+/// with `data` at 8. Getting this wrong makes the kernel and Rust disagree
+/// on where every event after the first one starts.
+///
+/// The `cfg` is the `libc` crate's, which follows the C library's header:
+/// glibc also packs the struct on 32-bit x86. That changes nothing the
+/// kernel sees there (12 bytes, `data` at 4, either way), only the
+/// alignment, 1 rather than 4; copying the `cfg` whole keeps our struct
+/// equal to libc's, alignment included, on every target.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
-#[cfg_attr(target_arch = "x86_64", repr(packed))]
+#[cfg_attr(
+    any(target_arch = "x86_64", all(target_arch = "x86", target_env = "gnu")),
+    repr(packed)
+)]
 pub struct EpollEvent {
     /// Interest when registering, readiness when returned.
     pub events: u32,
@@ -77,9 +85,5 @@ unsafe extern "C" {
     /// Makes a counter the kernel can wait on: readable while its value is
     /// not zero, and a write adds to it. Returns its fd, or -1.
     pub fn eventfd(initval: c_uint, flags: c_int) -> c_int;
-
-    /// Closes a file descriptor. We never call it ourselves: the epoll fd is
-    /// an `OwnedFd`, whose `Drop` makes this very call.
-    pub fn close(fd: c_int) -> c_int;
 }
 // ANCHOR_END: functions

@@ -39,8 +39,11 @@ pub struct Token(pub usize);
 pub struct Interest(u32);
 
 impl Interest {
-    /// Data to read, or the peer has closed its side (we ask for
-    /// `EPOLLRDHUP` so that a close is reported even with no data).
+    /// Data to read, or the peer has closed its side. `EPOLLIN` alone
+    /// reports a peer's close too, but only as "readable": the reader learns
+    /// of it when a read returns 0. `EPOLLRDHUP` adds the news itself, so
+    /// that an event after a peer's `shutdown(SHUT_WR)` or close says
+    /// `is_read_closed` even while data is still unread (as mio asks too).
     pub const READABLE: Interest = Interest(ffi::EPOLLIN | ffi::EPOLLRDHUP);
     /// Room to write.
     pub const WRITABLE: Interest = Interest(ffi::EPOLLOUT);

@@ -40,7 +40,7 @@ pub const BREAKS: &[Break] = &[
         id: "packed",
         chapter: "a-epoll",
         file: "src/ffi.rs",
-        find: "#[cfg_attr(target_arch = \"x86_64\", repr(packed))]\n",
+        find: "#[cfg_attr(\n    any(target_arch = \"x86_64\", all(target_arch = \"x86\", target_env = \"gnu\")),\n    repr(packed)\n)]\n",
         replace: "",
         mistake: "declaring `epoll_event` without `repr(packed)` on x86-64",
         claim: "our `epoll_event` has the kernel's layout (12 bytes on x86-64)",
@@ -100,6 +100,7 @@ pub const BREAKS: &[Break] = &[
         tests: &[
             "signals::a_signal_delivered_to_a_handler_does_not_end_the_wait",
             "signals::a_stop_and_continue_ends_a_raw_wait_but_not_poll",
+            "readiness::a_signal_handler_that_writes_an_eventfd_ends_a_wait_with_no_timeout",
         ],
     },
     Break {
@@ -174,6 +175,49 @@ pub const BREAKS: &[Break] = &[
         mistake: "taking a 1xx response as the answer",
         claim: "an interim 1xx response is skipped, and the final one read",
         tests: &["lib::http::tests::interim_1xx_responses_are_skipped"],
+    },
+    Break {
+        id: "fd-as-data",
+        chapter: "a-epoll",
+        file: "src/poll.rs",
+        find: "data: token.0 as u64,",
+        replace: "data: fd.as_raw_fd() as u64,",
+        mistake: "storing the fd in the event's data, not our token",
+        claim: "the kernel holds, and hands back, our token: `data` in /proc/PID/fdinfo",
+        tests: &[
+            "readiness::the_kernels_interest_list_holds_our_fd_our_interest_and_our_token",
+            "readiness::reregister_changes_token_and_interest",
+        ],
+    },
+    Break {
+        id: "header-case",
+        chapter: "a-epoll",
+        file: "src/http.rs",
+        find: "if name.eq_ignore_ascii_case(\"content-length\") {",
+        replace: "if name == \"Content-Length\" {",
+        mistake: "comparing header names with their case",
+        claim: "header names are matched whatever their case (actix sends `content-length`)",
+        tests: &["lib::http::tests::header_names_are_matched_whatever_their_case"],
+    },
+    Break {
+        id: "no-rdhup",
+        chapter: "a-epoll",
+        file: "src/poll.rs",
+        find: "Interest(ffi::EPOLLIN | ffi::EPOLLRDHUP)",
+        replace: "Interest(ffi::EPOLLIN)",
+        mistake: "asking for `EPOLLIN` without `EPOLLRDHUP`",
+        claim: "a peer's half-close is reported as read-closed, even while data is unread",
+        tests: &["readiness::a_peers_half_close_is_reported_as_read_closed_while_data_is_unread"],
+    },
+    Break {
+        id: "flag-only",
+        chapter: "a-epoll",
+        file: "tests/readiness.rs",
+        find: "    unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };\n",
+        replace: "",
+        mistake: "a signal handler that only sets a flag, for a loop that waits with no timeout",
+        claim: "a handler that writes an eventfd registered in the `Poll` ends a wait with no timeout, though `poll` retries `EINTR`",
+        tests: &["readiness::a_signal_handler_that_writes_an_eventfd_ends_a_wait_with_no_timeout"],
     },
     // Chapter 2: edges, and reading to WouldBlock.
     Break {
@@ -262,6 +306,7 @@ pub const BREAKS: &[Break] = &[
         tests: &[
             "readiness::one_event_disarms_the_fd_until_it_is_rearmed_and_rearming_reports_unread_data",
             "threads::with_one_shot_exactly_one_thread_gets_the_socket_until_it_is_rearmed",
+            "readiness::after_a_one_shot_event_the_kernel_keeps_only_the_mode_bits_until_rearmed",
         ],
     },
     Break {
@@ -292,6 +337,16 @@ pub const BREAKS: &[Break] = &[
         replace: "match (&self.eventfd).write(&0u64.to_ne_bytes()) {",
         mistake: "a waker that writes 0 to its eventfd (which leaves it unreadable)",
         claim: "the waker stops every waiting thread, and stays woken",
+        tests: &["threads::the_waker_stops_every_waiting_thread_and_stays_woken"],
+    },
+    Break {
+        id: "oneshot-waker",
+        chapter: "c-oneshot",
+        file: "src/poll.rs",
+        find: "let level_triggered = Interest::READABLE.0;",
+        replace: "let level_triggered = epoll_flags(Interest::READABLE);",
+        mistake: "registering the stop latch one-shot, like the connections",
+        claim: "the waker is a latch: it wakes every waiting thread, and every later wait",
         tests: &["threads::the_waker_stops_every_waiting_thread_and_stays_woken"],
     },
     Break {

@@ -7,6 +7,10 @@
 //!   scripts/break CHAPTER ID            apply one, run its tests, show them fail
 //!   scripts/break check [CHAPTER...]    prove every break (CI runs this)
 //!   scripts/break markdown DIR          write the book's generated break pages
+//!
+//! The scratch copy has its own target directory, `target/breaks/target`
+//! under the checkout, and ignores `CARGO_TARGET_DIR`: a break never
+//! touches the reader's own build (see `Scratch`).
 
 mod list;
 
