@@ -366,7 +366,7 @@ fn a_closed_twins_token_leaves_the_ready_list_before_its_slot_is_reused() {
 
 // ANCHOR: opens_per_turn
 #[test]
-fn one_pass_of_the_loop_opens_at_most_opens_per_pass_connections() {
+fn one_pass_of_the_loop_opens_at_most_opens_per_pass_requests() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
@@ -380,5 +380,13 @@ fn one_pass_of_the_loop_opens_at_most_opens_per_pass_connections() {
     worker.open_waiting().unwrap();
     assert_eq!(worker.open_for_requests(), OPENS_PER_PASS + 10);
     assert_eq!(worker.remaining(), OPENS_PER_PASS + 10);
+
+    // The allowance counts requests: hedged, each opens two connections.
+    let mut hedged = Worker::new(Instant::now(), Budget::default()).unwrap();
+    for request in 0..OPENS_PER_PASS + 10 {
+        hedged.queue(addr, request, "/0/x", true);
+    }
+    hedged.open_waiting().unwrap();
+    assert_eq!(hedged.open_for_requests(), 2 * OPENS_PER_PASS);
 }
 // ANCHOR_END: opens_per_turn

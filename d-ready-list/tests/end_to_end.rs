@@ -214,6 +214,25 @@ fn a_response_dripped_one_byte_at_a_time_arrives_whole() {
     assert_eq!(result.expect("run succeeds").completed[0].body, b"slowly");
 }
 
+// ANCHOR: drip_does_not_block
+#[test]
+fn a_dripped_response_does_not_hold_up_the_others() {
+    // Some 350 bytes, one a millisecond: a third of a second of dripping,
+    // beside an answer due at 100 ms. A blocking socket would keep the one
+    // thread reading the drip until its last byte.
+    let slow = "s".repeat(300);
+    let drip = format!("/drip/{slow}");
+    let (result, _) = run(&[&drip, "/100/fast"], DEADLINE);
+    let summary = result.expect("run succeeds");
+    let lengths: Vec<usize> = summary.completed.iter().map(|c| c.body.len()).collect();
+    assert_eq!(
+        lengths,
+        ["fast".len(), slow.len()],
+        "answers in the order they came"
+    );
+}
+// ANCHOR_END: drip_does_not_block
+
 /// Runs one good and one faulty request; the run must end in an error about
 /// the faulty one, with a message of one line.
 fn fault(path: &str) -> Problem {

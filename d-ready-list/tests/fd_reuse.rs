@@ -72,7 +72,8 @@ fn a_socket_on_a_reused_fd_and_slot_receives_no_stale_event() {
     assert_eq!(d, b);
 
     // And the kernel has no stale event either: C and D are not readable,
-    // and A is one-shot, so nothing is ready until C's peer writes.
+    // and A's edge was reported already, so nothing is ready until C's
+    // peer writes.
     poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
     assert!(events.is_empty(), "{:?}", events.iter().collect::<Vec<_>>());
     send(&c_peer, b"c");

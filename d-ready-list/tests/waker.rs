@@ -30,6 +30,11 @@ fn each_wake_is_reported_once_and_the_waker_can_be_used_again() {
         // wait return at once, and an event loop that waits on it spin.
         assert!(tokens(&poll, Some(Duration::ZERO)).is_empty());
     }
+    // Wakes before a wait are reported together, once.
+    waker.wake().unwrap();
+    waker.wake().unwrap();
+    assert_eq!(tokens(&poll, Some(PATIENCE)), [WAKE]);
+    assert!(tokens(&poll, Some(Duration::ZERO)).is_empty());
 }
 // ANCHOR_END: reusable
 

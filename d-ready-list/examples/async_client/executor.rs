@@ -18,8 +18,9 @@ use crate::unpark::Unpark;
 /// Ids of the tasks that may make progress if polled.
 type RunQueue = Arc<Mutex<VecDeque<usize>>>;
 
-/// What a task's `std::task::Waker` points at. `Wake` needs `Send + Sync`,
-/// because a waker may be sent to another thread and woken there: so the
+/// What a task's `std::task::Waker` points at. `Waker::from` needs it to
+/// be `Send + Sync`, because a waker may be sent to another thread and
+/// woken there: so the
 /// queue is behind a lock, and the wake ends with the unpark.
 #[derive(Debug)]
 struct TaskWaker {
@@ -114,9 +115,9 @@ impl<T> Executor<T> {
         let mut unfinished = self.tasks.iter().filter(|task| task.is_some()).count();
         while unfinished > 0 {
             // The tasks queued now; those woken while these run wait for
-            // the next batch, after the reactor has had a look.
-            let batch: Vec<usize> = lock(&self.run_queue).drain(..).collect();
-            for id in batch {
+            // the next round, after the reactor has had a look.
+            let round: Vec<usize> = lock(&self.run_queue).drain(..).collect();
+            for id in round {
                 // Cleared before the poll: a wake during the poll queues
                 // the task again. A swap, not a store, so that the poll
                 // sees whatever a wake that found the bit set had done.

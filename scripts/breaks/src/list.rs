@@ -221,6 +221,16 @@ pub const BREAKS: &[Break] = &[
     },
     // Chapter 2: edges, and reading to WouldBlock.
     Break {
+        id: "blocking-socket",
+        chapter: "b-edge-triggered",
+        file: "src/connection.rs",
+        find: "        let nonblocking = Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK);\n",
+        replace: "        let nonblocking = Type::STREAM;\n",
+        mistake: "a socket left blocking under an edge-triggered loop that reads until `WouldBlock`",
+        claim: "a slow peer holds up no other connection: every socket is non-blocking",
+        tests: &["end_to_end::a_dripped_response_does_not_hold_up_the_others"],
+    },
+    Break {
         id: "level",
         chapter: "b-edge-triggered",
         file: "src/poll.rs",
@@ -237,7 +247,7 @@ pub const BREAKS: &[Break] = &[
     Break {
         id: "read-once",
         chapter: "b-edge-triggered",
-        file: "src/client.rs",
+        file: "src/connection.rs",
         find: "                Ok(n) => self.received.extend_from_slice(&buffer[..n]),\n",
         replace: "                Ok(n) => {\n                    self.received.extend_from_slice(&buffer[..n]);\n                    return self.parse(false);\n                }\n",
         mistake: "reading once per edge, not until `WouldBlock`",
@@ -277,7 +287,7 @@ pub const BREAKS: &[Break] = &[
     Break {
         id: "no-so-error",
         chapter: "b-edge-triggered",
-        file: "src/client.rs",
+        file: "src/connection.rs",
         find: "            if let Some(error) = self.stream.take_error().map_err(Problem::Io)? {\n                return Err(Problem::Connect(error));\n            }\n",
         replace: "",
         mistake: "taking the first writable event as a connect that worked",
@@ -287,7 +297,7 @@ pub const BREAKS: &[Break] = &[
     Break {
         id: "partial-write",
         chapter: "b-edge-triggered",
-        file: "src/client.rs",
+        file: "src/connection.rs",
         find: "                Ok(n) => self.sent += n,\n",
         replace: "                Ok(_) => self.sent = self.request.len(),\n",
         mistake: "assuming one `write` takes the whole request",
@@ -647,8 +657,8 @@ pub const BREAKS: &[Break] = &[
         find: "        if self.allowance == 0 || !self.can_open() {",
         replace: "        if !self.can_open() {",
         mistake: "opening every waiting request before reading anything",
-        claim: "one pass of the loop opens at most 64 connections, so the first requests go out while later ones connect",
-        tests: &["cleanup::one_pass_of_the_loop_opens_at_most_opens_per_pass_connections"],
+        claim: "one pass of the loop opens connections for at most 64 requests, so the first requests go out while later ones connect",
+        tests: &["cleanup::one_pass_of_the_loop_opens_at_most_opens_per_pass_requests"],
     },
     Break {
         id: "twin-open",
