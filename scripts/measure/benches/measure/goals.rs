@@ -115,6 +115,26 @@ impl Goal {
         }
     }
 
+    /// A goal on the ratio of two counts per response, which do not vary
+    /// from run to run. Both counts are shown: a ratio rounded to 1.000x
+    /// can hide one call in a thousand requests.
+    pub fn counts(
+        measurement: &'static str,
+        name: String,
+        want: Want,
+        ours: f64,
+        theirs: f64,
+    ) -> Goal {
+        let value = ours / theirs;
+        Goal {
+            measurement,
+            name,
+            wanted: want.text("x"),
+            measured: format!("{} ({ours:.3} against {theirs:.3})", ratio(value)),
+            verdict: want.decide(value, value),
+        }
+    }
+
     /// A goal on a count that does not vary from run to run.
     pub fn count(measurement: &'static str, name: String, want: Want, value: f64) -> Goal {
         Goal {
