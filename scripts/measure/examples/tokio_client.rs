@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use d_ready_list::cli;
+use d_ready_list::endless::Checksum;
 use d_ready_list::http::{self, Parsed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -192,30 +193,18 @@ async fn read_endless(addr: SocketAddr, request: Vec<u8>, bytes: Arc<AtomicU64>)
                         parsed.status, parsed.reason
                     )));
                 }
-                crc = Some(CRC32_INIT);
+                crc = Some(Checksum::default());
                 let start = head.len() - parsed.len;
                 &data[data.len() - start..]
             }
         };
-        crc = crc.map(|crc| crc32(crc, body));
+        if let Some(crc) = &mut crc {
+            // Chapter 4's own checksum, so both clients do the same work
+            // per byte.
+            crc.add(body);
+        }
         bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
     }
-}
-
-const CRC32_INIT: u32 = 0;
-
-/// CRC-32 (zip's), a bit at a time: the same algorithm, and so the same
-/// work per byte, as chapter 4's checksum of the endless body.
-fn crc32(crc: u32, bytes: &[u8]) -> u32 {
-    let mut crc = !crc;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
 }
 
 /// Connects, sends the request, and reads until the response is whole.
