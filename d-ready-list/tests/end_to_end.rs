@@ -217,9 +217,9 @@ fn a_response_dripped_one_byte_at_a_time_arrives_whole() {
 // ANCHOR: drip_does_not_block
 #[test]
 fn a_dripped_response_does_not_hold_up_the_others() {
-    // Some 350 bytes, one a millisecond: a third of a second of dripping,
-    // beside an answer due at 100 ms. A blocking socket would keep the one
-    // thread reading the drip until its last byte.
+    // 300 bytes of body and its head, one a millisecond: a third of a
+    // second of dripping, beside an answer due at 100 ms. A blocking
+    // socket would keep the one thread reading the drip until its end.
     let slow = "s".repeat(300);
     let drip = format!("/drip/{slow}");
     let (result, _) = run(&[&drip, "/100/fast"], DEADLINE);
