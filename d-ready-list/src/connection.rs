@@ -128,7 +128,7 @@ impl Connection {
         // still noted, so `writable` is never stale: after a `WouldBlock`,
         // the kernel reports room to write again, whether or not the
         // connection is on the list at that moment.
-        if self.writable && self.sent < self.request.len() {
+        if self.writable && self.is_sending() {
             self.send()?;
         }
         if !self.readable {

@@ -181,9 +181,7 @@ impl Worker {
     /// Registers a new connection, once, for both directions and
     /// edge-triggered: from here to its close it costs no more `epoll_ctl`.
     fn add(&mut self, connection: Connection) -> Result<Token, Error> {
-        if connection.endless().is_none() {
-            self.waiting.opened();
-        }
+        let for_a_request = connection.endless().is_none();
         let token = self.connections.insert(connection);
         let connection = self.connections.get(token).expect("just inserted");
         let both = Interest::READABLE | Interest::WRITABLE;
@@ -193,14 +191,14 @@ impl Worker {
             .register(&connection.stream, token, both)
         {
             // Not watched, so not kept: no token for it is anywhere yet.
-            let connection = self.connections.remove(token);
+            self.connections.remove(token);
             self.connections.release(token);
-            if connection.is_some_and(|c| c.endless().is_none()) {
-                self.waiting.closed();
-            }
             return Err(Error::Poll(error));
         }
         self.stats.epoll_ctl += 1;
+        if for_a_request {
+            self.waiting.opened();
+        }
         Ok(token)
     }
     // ANCHOR_END: add

@@ -164,7 +164,7 @@ async fn read_endless(addr: SocketAddr, request: Vec<u8>, bytes: Arc<AtomicU64>)
     let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(&request).await?;
     let mut head = Vec::new();
-    let mut crc = None;
+    let mut checksum = None;
     loop {
         // `read().await`, not `readable().await` and `try_read` as for the
         // small answers: a `readable()` that finds the socket still ready
@@ -178,7 +178,7 @@ async fn read_endless(addr: SocketAddr, request: Vec<u8>, bytes: Arc<AtomicU64>)
             0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
             n => &buffer[..n],
         };
-        let body = match crc {
+        let body = match checksum {
             Some(_) => data,
             None => {
                 head.extend_from_slice(data);
@@ -193,16 +193,17 @@ async fn read_endless(addr: SocketAddr, request: Vec<u8>, bytes: Arc<AtomicU64>)
                         parsed.status, parsed.reason
                     )));
                 }
-                crc = Some(Checksum::default());
+                checksum = Some(Checksum::default());
                 let start = head.len() - parsed.len;
                 &data[data.len() - start..]
             }
         };
-        if let Some(crc) = &mut crc {
-            // Chapter 4's own checksum, so both clients do the same work
-            // per byte.
-            crc.add(body);
-        }
+        // Chapter 4's own checksum, so both clients do the same work per
+        // byte.
+        checksum
+            .as_mut()
+            .expect("set once the head is whole")
+            .add(body);
         bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
     }
 }
