@@ -304,6 +304,38 @@ pub const BREAKS: &[Break] = &[
         claim: "a request too big for one write is sent whole",
         tests: &["end_to_end::a_request_too_big_for_one_write_is_sent_whole"],
     },
+    Break {
+        id: "accept-once",
+        chapter: "b-edge-triggered",
+        file: "src/listener.rs",
+        find: "            Ok(stream) => accepted.push(stream),\n",
+        replace: "            Ok(stream) => {\n                accepted.push(stream);\n                return Ok(());\n            }\n",
+        mistake: "accepting one connection per edge on an edge-triggered listener",
+        claim: "one edge can stand for many connections: accepting until `WouldBlock` takes every one, where one accept per edge leaves the rest waiting unseen",
+        tests: &[
+            "listener::one_accept_per_edge_leaves_connections_queued_and_accepting_to_would_block_takes_all",
+        ],
+    },
+    Break {
+        id: "accept-flags",
+        chapter: "b-edge-triggered",
+        file: "src/listener.rs",
+        find: "            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,\n",
+        replace: "            0,\n",
+        mistake: "`accept` without `SOCK_NONBLOCK | SOCK_CLOEXEC` (then two `fcntl`s per connection to fix it)",
+        claim: "an accepted socket is born non-blocking and close-on-exec",
+        tests: &["listener::the_listener_and_what_it_accepts_are_non_blocking_and_close_on_exec"],
+    },
+    Break {
+        id: "blocking-listener",
+        chapter: "b-edge-triggered",
+        file: "src/listener.rs",
+        find: "    let nonblocking = Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK);\n",
+        replace: "    let nonblocking = Type::STREAM;\n",
+        mistake: "a blocking listening socket under a loop that accepts until `WouldBlock`",
+        claim: "with the accept queue empty, `accept` says `WouldBlock` at once instead of waiting for the next client",
+        tests: &["listener::the_listener_and_what_it_accepts_are_non_blocking_and_close_on_exec"],
+    },
     // Chapter 3: one-shot, re-arming, threads, the waker.
     Break {
         id: "no-oneshot",
