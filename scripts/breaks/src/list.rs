@@ -411,6 +411,30 @@ pub const BREAKS: &[Break] = &[
         claim: "a run with no requests ends at once",
         tests: &["end_to_end::with_no_requests_the_run_ends_at_once"],
     },
+    Break {
+        id: "no-exclusive",
+        chapter: "c-oneshot",
+        file: "src/poll.rs",
+        find: "let flags = (interest.0 & !ffi::EPOLLRDHUP) | ffi::EPOLLET | ffi::EPOLLEXCLUSIVE;",
+        replace: "let flags = (interest.0 & !ffi::EPOLLRDHUP) | ffi::EPOLLET;",
+        mistake: "several epolls watching one listener without `EPOLLEXCLUSIVE`",
+        claim: "with `EPOLLEXCLUSIVE`, one connection wakes fewer than all of the workers (each with its own epoll) that watch the listener; without it, every one",
+        tests: &[
+            "listener::one_connection_wakes_every_epoll_watching_the_listener_unless_exclusive",
+        ],
+    },
+    Break {
+        id: "exclusive-rdhup",
+        chapter: "c-oneshot",
+        file: "src/poll.rs",
+        find: "let flags = (interest.0 & !ffi::EPOLLRDHUP) | ffi::EPOLLET | ffi::EPOLLEXCLUSIVE;",
+        replace: "let flags = interest.0 | ffi::EPOLLET | ffi::EPOLLEXCLUSIVE;",
+        mistake: "asking for `EPOLLRDHUP` along with `EPOLLEXCLUSIVE`",
+        claim: "an exclusive registration asks only for what the kernel allows with it (`EPOLLRDHUP` is refused, `EINVAL`)",
+        tests: &[
+            "listener::one_connection_wakes_every_epoll_watching_the_listener_unless_exclusive",
+        ],
+    },
     // Chapter 4: the ready list, the cleanup list, hedging.
     Break {
         id: "drain",
