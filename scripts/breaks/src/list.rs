@@ -322,7 +322,7 @@ pub const BREAKS: &[Break] = &[
         file: "src/listener.rs",
         find: "            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,\n",
         replace: "            0,\n",
-        mistake: "`accept` without `SOCK_NONBLOCK | SOCK_CLOEXEC` (then two `fcntl`s per connection to fix it)",
+        mistake: "`accept` without `SOCK_NONBLOCK` and `SOCK_CLOEXEC` (then two `fcntl`s per connection to fix it)",
         claim: "an accepted socket is born non-blocking and close-on-exec",
         tests: &["listener::the_listener_and_what_it_accepts_are_non_blocking_and_close_on_exec"],
     },
