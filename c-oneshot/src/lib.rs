@@ -6,7 +6,9 @@
 //! `poll` wraps it in a small mio-shaped API ([`Poll`], [`Registry`],
 //! [`Token`], [`Interest`], [`Events`], [`Event`]), and [`client`] is the
 //! program built on it, with `connection` (one request's I/O) and
-//! [`error`] (why a run fails) beside it. [`delay_server`] and [`http`] are support code,
+//! [`error`] (why a run fails) beside it. [`listener`] is the other side
+//! of a socket, a listening one, accepted from until `WouldBlock`; the
+//! program does not use it, its tests do. [`delay_server`] and [`http`] are support code,
 //! the same file, byte for byte, in every chapter. [`cli`], the command
 //! line, is support code too, but not the same everywhere: this
 //! chapter's is chapter 2's plus `--workers`, and chapter 4 adds `--hedge`,
@@ -24,6 +26,7 @@ pub mod delay_server;
 pub mod error;
 pub mod ffi;
 pub mod http;
+pub mod listener;
 mod poll;
 
 pub use poll::{Event, Events, Interest, Poll, Registry, Token, Waker};

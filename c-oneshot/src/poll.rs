@@ -259,6 +259,30 @@ impl Registry {
 }
 // ANCHOR_END: registry
 
+// ANCHOR: register_exclusive
+impl Registry {
+    /// Starts watching a `source` that other epoll instances watch too, such
+    /// as one listening socket shared by workers that each have a `Poll` of
+    /// their own: when it becomes ready, the kernel wakes one of those
+    /// instances, or a few, not every one (`EPOLLEXCLUSIVE`).
+    ///
+    /// Edge-triggered, but not one-shot: the kernel refuses `EPOLLEXCLUSIVE`
+    /// together with `EPOLLONESHOT`, and refuses `reregister` for such a
+    /// registration, so it is never re-armed and never needs to be. Nor is
+    /// `EPOLLRDHUP` allowed with it: a listening socket has no peer to
+    /// close, and this registration drops it from `Interest::READABLE`.
+    pub fn register_exclusive(
+        &self,
+        source: &impl AsFd,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        let flags = (interest.0 & !ffi::EPOLLRDHUP) | ffi::EPOLLET | ffi::EPOLLEXCLUSIVE;
+        self.ctl(ffi::EPOLL_CTL_ADD, source.as_fd(), Some((token, flags)))
+    }
+}
+// ANCHOR_END: register_exclusive
+
 // ANCHOR: waker
 /// A stop latch: after one `wake`, every thread waiting on the `Poll` wakes,
 /// and so does every later wait, for ever. That is how this chapter tells

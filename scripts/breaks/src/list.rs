@@ -304,6 +304,38 @@ pub const BREAKS: &[Break] = &[
         claim: "a request too big for one write is sent whole",
         tests: &["end_to_end::a_request_too_big_for_one_write_is_sent_whole"],
     },
+    Break {
+        id: "accept-once",
+        chapter: "b-edge-triggered",
+        file: "src/listener.rs",
+        find: "            Ok(stream) => accepted.push(stream),\n",
+        replace: "            Ok(stream) => {\n                accepted.push(stream);\n                return Ok(());\n            }\n",
+        mistake: "accepting one connection per edge on an edge-triggered listener",
+        claim: "one edge can stand for many connections: accepting until `WouldBlock` takes every one, where one accept per edge leaves the rest waiting unseen",
+        tests: &[
+            "listener::one_accept_per_edge_leaves_connections_queued_and_accepting_to_would_block_takes_all",
+        ],
+    },
+    Break {
+        id: "accept-flags",
+        chapter: "b-edge-triggered",
+        file: "src/listener.rs",
+        find: "            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,\n",
+        replace: "            0,\n",
+        mistake: "`accept` without `SOCK_NONBLOCK` and `SOCK_CLOEXEC` (then two `fcntl`s per connection to fix it)",
+        claim: "an accepted socket is born non-blocking and close-on-exec",
+        tests: &["listener::the_listener_and_what_it_accepts_are_non_blocking_and_close_on_exec"],
+    },
+    Break {
+        id: "blocking-listener",
+        chapter: "b-edge-triggered",
+        file: "src/listener.rs",
+        find: "    let nonblocking = Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK);\n",
+        replace: "    let nonblocking = Type::STREAM;\n",
+        mistake: "a blocking listening socket under a loop that accepts until `WouldBlock`",
+        claim: "with the accept queue empty, `accept` says `WouldBlock` at once instead of waiting for the next client",
+        tests: &["listener::the_listener_and_what_it_accepts_are_non_blocking_and_close_on_exec"],
+    },
     // Chapter 3: one-shot, re-arming, threads, the waker.
     Break {
         id: "no-oneshot",
@@ -378,6 +410,30 @@ pub const BREAKS: &[Break] = &[
         mistake: "starting workers that nothing will ever wake, when there is nothing to ask",
         claim: "a run with no requests ends at once",
         tests: &["end_to_end::with_no_requests_the_run_ends_at_once"],
+    },
+    Break {
+        id: "no-exclusive",
+        chapter: "c-oneshot",
+        file: "src/poll.rs",
+        find: "let flags = (interest.0 & !ffi::EPOLLRDHUP) | ffi::EPOLLET | ffi::EPOLLEXCLUSIVE;",
+        replace: "let flags = (interest.0 & !ffi::EPOLLRDHUP) | ffi::EPOLLET;",
+        mistake: "several epolls watching one listener without `EPOLLEXCLUSIVE`",
+        claim: "with `EPOLLEXCLUSIVE`, one connection wakes fewer than all of the workers (each with its own epoll) that watch the listener; without it, every one",
+        tests: &[
+            "listener::one_connection_wakes_every_epoll_watching_the_listener_unless_exclusive",
+        ],
+    },
+    Break {
+        id: "exclusive-rdhup",
+        chapter: "c-oneshot",
+        file: "src/poll.rs",
+        find: "let flags = (interest.0 & !ffi::EPOLLRDHUP) | ffi::EPOLLET | ffi::EPOLLEXCLUSIVE;",
+        replace: "let flags = interest.0 | ffi::EPOLLET | ffi::EPOLLEXCLUSIVE;",
+        mistake: "asking for `EPOLLRDHUP` along with `EPOLLEXCLUSIVE`",
+        claim: "an exclusive registration asks only for what the kernel allows with it (`EPOLLRDHUP` is refused, `EINVAL`)",
+        tests: &[
+            "listener::one_connection_wakes_every_epoll_watching_the_listener_unless_exclusive",
+        ],
     },
     // Chapter 4: the ready list, the cleanup list, hedging.
     Break {
