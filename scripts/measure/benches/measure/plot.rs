@@ -89,13 +89,15 @@ pub struct Panel<'a> {
     pub series: Vec<(String, Vec<(f64, f64)>)>,
 }
 
-/// Panels of lines side by side, in one picture twice as wide as the others.
+/// Panels of lines one above the other, in a picture as wide as the others
+/// (side by side, they would be shrunk to half their size in the book's
+/// column).
 pub fn panels(path: &Path, panels: &[Panel]) -> io::Result<()> {
-    let size = (SIZE.0 * panels.len().max(1) as u32, SIZE.1);
+    let size = (SIZE.0, SIZE.1 * panels.len().max(1) as u32);
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
     for (area, panel) in root
-        .split_evenly((1, panels.len().max(1)))
+        .split_evenly((panels.len().max(1), 1))
         .iter()
         .zip(panels)
     {
@@ -118,12 +120,14 @@ fn lines_on(
     series: &[(String, Vec<(f64, f64)>)],
 ) -> io::Result<()> {
     let (x_max, y_max) = extent(series);
+    // Room above the curves for the legend, a line for each of them.
+    let headroom = 1.05 + 0.08 * series.len() as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * 1.05)
+        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * headroom)
         .map_err(failed)?;
     chart
         .configure_mesh()
@@ -131,7 +135,8 @@ fn lines_on(
         .y_desc(y_label)
         .draw()
         .map_err(failed)?;
-    draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)
+    // The curves rise to the right: the upper left is where they are not.
+    draw_lines(&mut chart, series, SeriesLabelPosition::UpperLeft)
 }
 
 /// Lines over logarithmic axes, for values that span orders of magnitude.
