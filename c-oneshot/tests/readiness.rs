@@ -535,7 +535,10 @@ const READABLE_AS_HELD: u32 =
 #[track_caller]
 fn assert_interest_list(poll: &Poll, want: [(c_int, u32, u64); 1]) {
     let got = interest_list(poll);
-    assert_eq!(got, want, "(fd, events, data) in hex: got {got:x?}, want {want:x?}");
+    assert_eq!(
+        got, want,
+        "(fd, events, data) in hex: got {got:x?}, want {want:x?}"
+    );
 }
 
 // ANCHOR: fdinfo
