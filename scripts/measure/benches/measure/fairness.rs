@@ -69,6 +69,23 @@ impl Contender {
         }
     }
 
+    /// The names again, short enough for the plot's legend.
+    fn short_name(self) -> &'static str {
+        match self {
+            Contender::Chapter2 => "chapter 2",
+            Contender::Chapter3 => "chapter 3 (2 workers)",
+            Contender::Chapter4Drain => "chapter 4, drain rule,",
+            Contender::Chapter4 => "chapter 4, ready list,",
+        }
+    }
+
+    fn short_heavy(self) -> &'static str {
+        match self {
+            Contender::Chapter2 | Contender::Chapter3 => "256 MiB body",
+            Contender::Chapter4Drain | Contender::Chapter4 => "endless body",
+        }
+    }
+
     fn heavy(self) -> &'static str {
         match self {
             Contender::Chapter2 | Contender::Chapter3 => "256 MiB body (kept)",
@@ -297,9 +314,13 @@ fn draw(out: &Path, samples: &[Vec<Vec<f64>>]) -> io::Result<()> {
             let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
             finite.sort_by(f64::total_cmp);
             let mut label = if heavy {
-                format!("{} beside {}", contender.name(), contender.heavy())
+                format!(
+                    "{} beside {}",
+                    contender.short_name(),
+                    contender.short_heavy()
+                )
             } else {
-                format!("{} alone", contender.name())
+                format!("{} alone", contender.short_name())
             };
             if finite.is_empty() {
                 label.push_str(&format!(": 0 of {} answered, no line", values.len()));

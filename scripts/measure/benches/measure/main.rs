@@ -9,8 +9,8 @@
 //!   NAME: dispatch, idle, fairness, syscalls, scale (default: all)
 //!   --quick: a reduced run, to try the tool; its tables say so
 //!   --out: write there instead of book/src/measurements
-//!   --redraw: measure nothing; draw the fairness and scale plots again
-//!     from the CSV files already recorded there
+//!   --redraw: measure nothing; draw the plots again from the CSV files
+//!     already recorded there
 
 mod bulk;
 mod dispatch;
@@ -74,6 +74,8 @@ fn main() {
     }
     if redraw {
         for (name, result) in [
+            ("dispatch", dispatch::redraw(&out)),
+            ("idle", idle::redraw(&out)),
             ("fairness", fairness::redraw(&out)),
             ("scale", scale::redraw(&out)),
         ] {

@@ -6,6 +6,11 @@ use std::path::Path;
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (760, 440);
+/// Text sizes that stay readable when the book's column (750 px) shows a
+/// plot at its own width.
+const TICKS: (&str, u32) = ("sans-serif", 15);
+const AXES: (&str, u32) = ("sans-serif", 16);
+const LEGEND: (&str, u32) = ("sans-serif", 15);
 const COLOURS: [RGBColor; 6] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xd6, 0x27, 0x28),
@@ -30,12 +35,14 @@ pub fn bars(path: &Path, title: &str, bars: &[(String, f64)]) -> io::Result<()> 
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
         .build_cartesian_2d((0..last).into_segmented(), 0.0..top)
         .map_err(failed)?;
     chart
         .configure_mesh()
+        .label_style(TICKS)
+        .axis_desc_style(AXES)
         .disable_x_mesh()
         .x_label_formatter(&|segment| match segment {
             SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |(n, _)| n.clone()),
@@ -125,12 +132,14 @@ fn lines_on(
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
         .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * headroom)
         .map_err(failed)?;
     chart
         .configure_mesh()
+        .label_style(TICKS)
+        .axis_desc_style(AXES)
         .x_desc(x_label)
         .y_desc(y_label)
         .draw()
@@ -156,8 +165,8 @@ pub fn lines_log_log(
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
         .build_cartesian_2d(
             (x_min * 0.8..x_max * 1.25).log_scale(),
             (y_min * 0.5..y_max * 2.0).log_scale(),
@@ -165,6 +174,8 @@ pub fn lines_log_log(
         .map_err(failed)?;
     chart
         .configure_mesh()
+        .label_style(TICKS)
+        .axis_desc_style(AXES)
         .x_desc(x_label)
         .y_desc(y_label)
         .draw()
@@ -204,6 +215,7 @@ where
     }
     chart
         .configure_series_labels()
+        .label_font(LEGEND)
         .position(legend)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
