@@ -530,6 +530,17 @@ fn interest_list(poll: &Poll) -> Vec<(c_int, u32, u64)> {
 const READABLE_AS_HELD: u32 =
     (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLHUP) as u32;
 
+/// Compares the interest list with `want`, and shows both in hex, as
+/// fdinfo does, if they differ.
+#[track_caller]
+fn assert_interest_list(poll: &Poll, want: [(c_int, u32, u64); 1]) {
+    let got = interest_list(poll);
+    assert_eq!(
+        got, want,
+        "(fd, events, data) in hex: got {got:x?}, want {want:x?}"
+    );
+}
+
 // ANCHOR: fdinfo
 #[test]
 fn after_a_one_shot_event_the_kernel_keeps_only_the_mode_bits_until_rearmed() {
@@ -541,16 +552,16 @@ fn after_a_one_shot_event_the_kernel_keeps_only_the_mode_bits_until_rearmed() {
         .unwrap();
     let mode = (libc::EPOLLET | libc::EPOLLONESHOT) as u32;
     let fd = ours.as_raw_fd();
-    assert_eq!(interest_list(&poll), [(fd, READABLE_AS_HELD | mode, 7)]);
+    assert_interest_list(&poll, [(fd, READABLE_AS_HELD | mode, 7)]);
 
     // The event disarms the fd: what it waits for is gone from its mask.
     send(&theirs, b"x");
     assert_eq!(wait(&poll, &mut events).len(), 1);
-    assert_eq!(interest_list(&poll), [(fd, mode, 7)]);
+    assert_interest_list(&poll, [(fd, mode, 7)]);
 
     poll.registry()
         .reregister(&ours, Token(7), Interest::READABLE)
         .unwrap();
-    assert_eq!(interest_list(&poll), [(fd, READABLE_AS_HELD | mode, 7)]);
+    assert_interest_list(&poll, [(fd, READABLE_AS_HELD | mode, 7)]);
 }
 // ANCHOR_END: fdinfo

@@ -79,7 +79,7 @@ fn states() -> Vec<State> {
         who: None,
         ignored: false,
         story: vec![
-            "start of the turn: the wait has put".into(),
+            "start of the round: the wait has put".into(),
             "four connections on the ready list".into(),
         ],
         ready: (0..LIST.len()).collect(),
@@ -135,7 +135,7 @@ fn states() -> Vec<State> {
     state.who = None;
     state.ignored = false;
     state.story = vec![
-        "after the turn: their tokens leave the".into(),
+        "after the round: their tokens leave the".into(),
         "ready list (none left here), then the".into(),
         format!("slots of {} are freed for reuse", freed.join(" and ")),
     ];
@@ -157,7 +157,7 @@ pub fn draw() -> String {
     let mut svg = Svg::new(880.0, height);
     let header = Font::page(13.0);
     let note = Font::page(12.0).bold(false);
-    svg.text(STORY_X, 20.0, "one turn, step by step", header);
+    svg.text(STORY_X, 20.0, "one round, step by step", header);
     svg.text(READY_X, 20.0, "ready list (head first)", header);
     svg.text(SLOTS_X, 20.0, "the connections' slots", header);
     svg.text(CLEANUP_X, 20.0, "cleanup list", header);
@@ -285,8 +285,8 @@ pub fn draw() -> String {
     );
 
     svg.finish(
-        "One turn of the ready list in which a hedged twin is closed",
-        "A completes and closes its twin A'; B goes to the back of the list; C leaves the list at WouldBlock; A''s entry finds its slot removed and is ignored; after the turn the cleanup list frees both slots.",
+        "One round of the ready list in which a hedged twin is closed",
+        "A completes and closes its twin A'; B goes to the back of the list; C leaves the list at WouldBlock; A''s entry finds its slot removed and is ignored; after the round the cleanup list frees both slots.",
     )
 }
 

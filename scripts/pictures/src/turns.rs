@@ -271,7 +271,7 @@ pub fn draw() -> io::Result<String> {
                 );
                 x += SLOT + GAP;
             }
-            // The turn, bracketed underneath.
+            // The round, bracketed underneath.
             let end = if recording.waiting.is_empty() {
                 x - GAP
             } else {
@@ -282,10 +282,10 @@ pub fn draw() -> io::Result<String> {
             svg.line((end, top + 38.0), (end, top + 42.0), svg::INK, false);
             let label = match t {
                 _ if !recording.waiting.is_empty() => format!(
-                    "turn 1, until the recorder stopped the server {} ms in",
+                    "round 1, until the recorder stopped the server {} ms in",
                     DRAIN_STOP.as_millis()
                 ),
-                0 => "turn 1".to_string(),
+                0 => "round 1".to_string(),
                 _ => (t + 1).to_string(),
             };
             svg.text(
@@ -345,7 +345,7 @@ pub fn draw() -> io::Result<String> {
     svg.text(
         0.0,
         y + 40.0,
-        "\u{2713} its answer is complete. Each box is one turn for one connection, in the order they came.",
+        "\u{2713} its answer is complete. Each box is one turn for one connection, in the order they came; a bracket is one round of the ready list.",
         Font::page(12.0).bold(false),
     );
 

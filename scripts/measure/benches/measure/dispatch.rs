@@ -8,6 +8,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use measure::stats::{Summary, median, summarize};
@@ -285,15 +286,7 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
     );
     ctx.write_table("dispatch.md", &text)?;
     print!("{text}");
-    plot::bars(
-        &ctx.out.join("dispatch.svg"),
-        "Events handled per second (millions), median",
-        &CONTENDERS
-            .iter()
-            .zip(&rates)
-            .map(|(n, r)| (n.to_string(), median(r) / 1e6))
-            .collect::<Vec<_>>(),
-    )?;
+    draw(&ctx.out, &rates)?;
 
     Ok(vec![
         Goal::interval(
@@ -309,4 +302,31 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
             &paired[2],
         ),
     ])
+}
+
+/// The plot: each contender's median rate, from `rates[contender][block]`.
+fn draw(out: &Path, rates: &[Vec<f64>]) -> io::Result<()> {
+    plot::bars(
+        &out.join("dispatch.svg"),
+        "Events handled per second (millions), median",
+        &CONTENDERS
+            .iter()
+            .zip(rates)
+            .map(|(n, r)| (n.to_string(), median(r) / 1e6))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Draws the plot again from the recorded `dispatch.csv` in `out`.
+pub fn redraw(out: &Path) -> io::Result<()> {
+    let csv = std::fs::read_to_string(out.join("dispatch.csv"))?;
+    let mut rates = vec![Vec::new(); CONTENDERS.len()];
+    for line in csv.lines().skip(1) {
+        let bad = || io::Error::other(format!("dispatch.csv: bad row {line:?}"));
+        let (name, rest) = line.split_once(',').ok_or_else(bad)?;
+        let (_block, rate) = rest.split_once(',').ok_or_else(bad)?;
+        let index = CONTENDERS.iter().position(|c| *c == name).ok_or_else(bad)?;
+        rates[index].push(rate.parse::<f64>().map_err(|_| bad())?);
+    }
+    draw(out, &rates)
 }

@@ -10,8 +10,10 @@
 //! (`Budget::Drain`) and with its own ready list, it shows what the ready
 //! list is for.
 
+use std::fs;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -64,6 +66,23 @@ impl Contender {
             Contender::Chapter3 => "chapter 3 (2 workers)",
             Contender::Chapter4Drain => "chapter 4 with chapter 2's drain rule",
             Contender::Chapter4 => "chapter 4 with its ready list",
+        }
+    }
+
+    /// The names again, short enough for the plot's legend.
+    fn short_name(self) -> &'static str {
+        match self {
+            Contender::Chapter2 => "chapter 2",
+            Contender::Chapter3 => "chapter 3 (2 workers)",
+            Contender::Chapter4Drain => "chapter 4, drain rule,",
+            Contender::Chapter4 => "chapter 4, ready list,",
+        }
+    }
+
+    fn short_heavy(self) -> &'static str {
+        match self {
+            Contender::Chapter2 | Contender::Chapter3 => "256 MiB body",
+            Contender::Chapter4Drain | Contender::Chapter4 => "endless body",
         }
     }
 
@@ -266,44 +285,7 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
     ctx.write_table("fairness.md", &text)?;
     print!("{text}");
 
-    let curves: Vec<(String, Vec<(f64, f64)>)> = CONTENDERS
-        .iter()
-        .enumerate()
-        .flat_map(|(c, contender)| {
-            loads
-                .iter()
-                .enumerate()
-                .map(move |(l, heavy)| (c, l, contender, *heavy))
-        })
-        .filter(|(_, _, contender, heavy)| *heavy || **contender == Contender::Chapter4)
-        .map(|(c, l, contender, heavy)| {
-            let label = if heavy {
-                format!("{} beside {}", contender.name(), contender.heavy())
-            } else {
-                format!("{} alone", contender.name())
-            };
-            let mut finite: Vec<f64> = samples[c][l]
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .collect();
-            finite.sort_by(f64::total_cmp);
-            let total = samples[c][l].len() as f64;
-            let points = finite
-                .iter()
-                .enumerate()
-                .map(|(i, ms)| (*ms, (i + 1) as f64 / total))
-                .collect();
-            (label, points)
-        })
-        .collect();
-    plot::lines(
-        &ctx.out.join("fairness.svg"),
-        "Small requests answered, by latency",
-        "latency (ms)",
-        "fraction answered",
-        &curves,
-    )?;
+    draw(&ctx.out, &samples)?;
 
     let chapter4 = CONTENDERS
         .iter()
@@ -316,4 +298,73 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
         Want::AtMost(2.0),
         growth,
     )])
+}
+
+/// The plot: for each contender and load, the fraction of the small
+/// requests answered within each latency. A curve with no answer at all
+/// has no line to draw, and its legend says so.
+fn draw(out: &Path, samples: &[Vec<Vec<f64>>]) -> io::Result<()> {
+    let curves: Vec<(String, Vec<(f64, f64)>)> = CONTENDERS
+        .iter()
+        .enumerate()
+        .flat_map(|(c, contender)| [(c, 0, contender, false), (c, 1, contender, true)])
+        .filter(|(_, _, contender, heavy)| *heavy || **contender == Contender::Chapter4)
+        .map(|(c, l, contender, heavy)| {
+            let values = &samples[c][l];
+            let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+            finite.sort_by(f64::total_cmp);
+            let mut label = if heavy {
+                format!(
+                    "{} beside {}",
+                    contender.short_name(),
+                    contender.short_heavy()
+                )
+            } else {
+                format!("{} alone", contender.short_name())
+            };
+            if finite.is_empty() {
+                label.push_str(&format!(": 0 of {} answered, no line", values.len()));
+            }
+            let total = values.len() as f64;
+            let points = finite
+                .iter()
+                .enumerate()
+                .map(|(i, ms)| (*ms, (i + 1) as f64 / total))
+                .collect();
+            (label, points)
+        })
+        .collect();
+    plot::lines(
+        &out.join("fairness.svg"),
+        "Small requests answered, by latency",
+        "latency (ms)",
+        "fraction answered",
+        &curves,
+    )
+}
+
+/// Draws the plot again from the recorded `fairness.csv` in `out`.
+pub fn redraw(out: &Path) -> io::Result<()> {
+    let csv = fs::read_to_string(out.join("fairness.csv"))?;
+    let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; CONTENDERS.len()];
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let [name, load, _repeat, _request, latency] = fields[..] else {
+            return Err(io::Error::other(format!("fairness.csv: bad row {line:?}")));
+        };
+        let c = CONTENDERS
+            .iter()
+            .position(|c| c.name() == name)
+            .ok_or_else(|| io::Error::other(format!("fairness.csv: no contender {name:?}")))?;
+        let l = usize::from(load != "alone");
+        let latency = if latency == "never" {
+            f64::INFINITY
+        } else {
+            latency
+                .parse()
+                .map_err(|e| io::Error::other(format!("fairness.csv: {latency:?}: {e}")))?
+        };
+        samples[c][l].push(latency);
+    }
+    draw(out, &samples)
 }

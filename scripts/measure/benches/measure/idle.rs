@@ -5,6 +5,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
@@ -157,28 +158,7 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
     );
     ctx.write_table("idle.md", &text)?;
     print!("{text}");
-    plot::lines_log_log(
-        &ctx.out.join("idle.svg"),
-        "Time per wait round (µs) against idle sockets",
-        "idle sockets",
-        "µs per round",
-        &[
-            (
-                "epoll".to_string(),
-                medians
-                    .iter()
-                    .map(|(i, e, _)| (*i as f64, e / 1000.0))
-                    .collect(),
-            ),
-            (
-                "poll(2)".to_string(),
-                medians
-                    .iter()
-                    .map(|(i, _, p)| (*i as f64, p / 1000.0))
-                    .collect(),
-            ),
-        ],
-    )?;
+    draw(&ctx.out, &medians)?;
 
     let (_, e_first, p_first) = medians[0];
     let (_, e_last, p_last) = medians[medians.len() - 1];
@@ -198,4 +178,59 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
             poll_growth,
         ),
     ])
+}
+
+/// The plot, from `(idle, epoll ns, poll(2) ns)` medians per idle count.
+fn draw(out: &Path, medians: &[(usize, f64, f64)]) -> io::Result<()> {
+    plot::lines_log_log(
+        &out.join("idle.svg"),
+        "Time per wait round (µs) against idle sockets",
+        "idle sockets",
+        "µs per round",
+        &[
+            (
+                "epoll".to_string(),
+                medians
+                    .iter()
+                    .map(|(i, e, _)| (*i as f64, e / 1000.0))
+                    .collect(),
+            ),
+            (
+                "poll(2)".to_string(),
+                medians
+                    .iter()
+                    .map(|(i, _, p)| (*i as f64, p / 1000.0))
+                    .collect(),
+            ),
+        ],
+    )
+}
+
+/// Draws the plot again from the recorded `idle.csv` in `out`.
+pub fn redraw(out: &Path) -> io::Result<()> {
+    let csv = std::fs::read_to_string(out.join("idle.csv"))?;
+    let mut medians = Vec::new();
+    for idle in IDLE {
+        let mut times = [Vec::new(), Vec::new()];
+        for line in csv.lines().skip(1) {
+            let bad = || io::Error::other(format!("idle.csv: bad row {line:?}"));
+            let fields: Vec<&str> = line.split(',').collect();
+            let [contender, count, _repeat, ns] = fields[..] else {
+                return Err(bad());
+            };
+            if count.parse::<usize>().map_err(|_| bad())? != idle {
+                continue;
+            }
+            let which = match contender {
+                "epoll" => 0,
+                "poll" => 1,
+                _ => return Err(bad()),
+            };
+            times[which].push(ns.parse::<f64>().map_err(|_| bad())?);
+        }
+        if !times[0].is_empty() {
+            medians.push((idle, median(&times[0]), median(&times[1])));
+        }
+    }
+    draw(out, &medians)
 }

@@ -5,10 +5,12 @@
 //! an SVG plot drawn from it, for the book's Measurements appendix.
 //!
 //! Usage: cargo bench -p measure --bench measure -- [--only NAME,...]
-//!        [--quick] [--out DIR]
+//!        [--quick] [--out DIR] | --redraw [--out DIR]
 //!   NAME: dispatch, idle, fairness, syscalls, scale (default: all)
 //!   --quick: a reduced run, to try the tool; its tables say so
 //!   --out: write there instead of book/src/measurements
+//!   --redraw: measure nothing; draw the plots again from the CSV files
+//!     already recorded there
 
 mod bulk;
 mod dispatch;
@@ -38,6 +40,7 @@ pub const ALL: [&str; 5] = ["dispatch", "idle", "fairness", "syscalls", "scale"]
 fn main() {
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
     let mut quick = false;
+    let mut redraw = false;
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../book/src/measurements");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -45,6 +48,7 @@ fn main() {
             // cargo bench passes this to every bench target.
             "--bench" => {}
             "--quick" => quick = true,
+            "--redraw" => redraw = true,
             "--out" => match args.next() {
                 // Relative to where scripts/bench was started: cargo runs
                 // this in the crate's directory.
@@ -67,6 +71,19 @@ fn main() {
                 "unknown argument {other:?}; see the top of main.rs"
             )),
         }
+    }
+    if redraw {
+        for (name, result) in [
+            ("dispatch", dispatch::redraw(&out)),
+            ("idle", idle::redraw(&out)),
+            ("fairness", fairness::redraw(&out)),
+            ("scale", scale::redraw(&out)),
+        ] {
+            if let Err(error) = result {
+                fail(&format!("{name}: cannot draw again: {error}"));
+            }
+        }
+        return;
     }
     let bins = std::env::var_os("CHAPTER_BINS").map_or_else(default_bins, PathBuf::from);
     let ctx = Context::new(out, bins, quick);

@@ -6,6 +6,11 @@ use std::path::Path;
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (760, 440);
+/// Text sizes that stay readable when the book's column (750 px) shows a
+/// plot at its own width.
+const TICKS: (&str, u32) = ("sans-serif", 15);
+const AXES: (&str, u32) = ("sans-serif", 16);
+const LEGEND: (&str, u32) = ("sans-serif", 15);
 const COLOURS: [RGBColor; 6] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xd6, 0x27, 0x28),
@@ -30,12 +35,14 @@ pub fn bars(path: &Path, title: &str, bars: &[(String, f64)]) -> io::Result<()> 
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
         .build_cartesian_2d((0..last).into_segmented(), 0.0..top)
         .map_err(failed)?;
     chart
         .configure_mesh()
+        .label_style(TICKS)
+        .axis_desc_style(AXES)
         .disable_x_mesh()
         .x_label_formatter(&|segment| match segment {
             SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |(n, _)| n.clone()),
@@ -89,13 +96,15 @@ pub struct Panel<'a> {
     pub series: Vec<(String, Vec<(f64, f64)>)>,
 }
 
-/// Panels of lines side by side, in one picture twice as wide as the others.
+/// Panels of lines one above the other, in a picture as wide as the others
+/// (side by side, they would be shrunk to half their size in the book's
+/// column).
 pub fn panels(path: &Path, panels: &[Panel]) -> io::Result<()> {
-    let size = (SIZE.0 * panels.len().max(1) as u32, SIZE.1);
+    let size = (SIZE.0, SIZE.1 * panels.len().max(1) as u32);
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(failed)?;
     for (area, panel) in root
-        .split_evenly((1, panels.len().max(1)))
+        .split_evenly((panels.len().max(1), 1))
         .iter()
         .zip(panels)
     {
@@ -118,20 +127,25 @@ fn lines_on(
     series: &[(String, Vec<(f64, f64)>)],
 ) -> io::Result<()> {
     let (x_max, y_max) = extent(series);
+    // Room above the curves for the legend, a line for each of them.
+    let headroom = 1.05 + 0.08 * series.len() as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * 1.05)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * headroom)
         .map_err(failed)?;
     chart
         .configure_mesh()
+        .label_style(TICKS)
+        .axis_desc_style(AXES)
         .x_desc(x_label)
         .y_desc(y_label)
         .draw()
         .map_err(failed)?;
-    draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)
+    // The curves rise to the right: the upper left is where they are not.
+    draw_lines(&mut chart, series, SeriesLabelPosition::UpperLeft)
 }
 
 /// Lines over logarithmic axes, for values that span orders of magnitude.
@@ -151,8 +165,8 @@ pub fn lines_log_log(
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
         .build_cartesian_2d(
             (x_min * 0.8..x_max * 1.25).log_scale(),
             (y_min * 0.5..y_max * 2.0).log_scale(),
@@ -160,6 +174,8 @@ pub fn lines_log_log(
         .map_err(failed)?;
     chart
         .configure_mesh()
+        .label_style(TICKS)
+        .axis_desc_style(AXES)
         .x_desc(x_label)
         .y_desc(y_label)
         .draw()
@@ -199,6 +215,7 @@ where
     }
     chart
         .configure_series_labels()
+        .label_font(LEGEND)
         .position(legend)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)

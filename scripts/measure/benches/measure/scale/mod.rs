@@ -189,6 +189,11 @@ fn measure(ctx: &Context, programs: &Programs, private: bool) -> io::Result<Vec<
     Ok(report::goals(&runs, &skipped))
 }
 
+/// Draws the plot again from the recorded `scale.csv` in `out`.
+pub fn redraw(out: &std::path::Path) -> io::Result<()> {
+    report::draw(out, &report::read_data(out)?)
+}
+
 /// Why `requests` connections cannot be held by one client process here.
 fn cannot_run(requests: usize, fd_limit: u64, ports: u64) -> Option<String> {
     if requests as u64 + SPARE_FDS > fd_limit {

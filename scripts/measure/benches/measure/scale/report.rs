@@ -54,6 +54,47 @@ pub fn write_data(ctx: &Context, runs: &[Run]) -> io::Result<()> {
     )
 }
 
+/// The runs `write_data` recorded in `out`, for drawing the plot again.
+pub fn read_data(out: &Path) -> io::Result<Vec<Run>> {
+    let bad = |line: &str| io::Error::other(format!("scale.csv: bad row {line:?}"));
+    let csv = std::fs::read_to_string(out.join("scale.csv"))?;
+    let mut runs = Vec::new();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 15 {
+            return Err(bad(line));
+        }
+        let int = |i: usize| f[i].parse::<u64>().map_err(|_| bad(line));
+        let float = |i: usize| f[i].parse::<f64>().map_err(|_| bad(line));
+        let server = [Server::Threads, Server::Tokio]
+            .into_iter()
+            .find(|s| s.name() == f[0])
+            .ok_or_else(|| bad(line))?;
+        let client = [Client::Chapter4, Client::Tokio]
+            .into_iter()
+            .find(|c| c.name() == f[1])
+            .ok_or_else(|| bad(line))?;
+        runs.push(Run {
+            server,
+            client,
+            requests: int(2)? as usize,
+            pair: int(3)? as usize,
+            order: int(4)? as usize,
+            status: f[5].to_string(),
+            completed: int(6)? as usize,
+            late: int(7)? as usize,
+            overflows: int(8)?,
+            drops: int(9)?,
+            syn_retransmits: int(10)?,
+            wall_ms: float(11)?,
+            user_ms: float(12)?,
+            sys_ms: float(13)?,
+            rss_kib: int(14)?,
+        });
+    }
+    Ok(runs)
+}
+
 /// The runs of one server, count and client.
 fn select(runs: &[Run], server: Server, requests: usize, client: Client) -> Vec<&Run> {
     runs.iter()
