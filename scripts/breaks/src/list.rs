@@ -790,4 +790,27 @@ pub const BREAKS: &[Break] = &[
         claim: "a run needs no more than the hard limit on open files",
         tests: &["command_line::a_low_soft_limit_on_open_files_is_raised_to_the_hard_one"],
     },
+    Break {
+        id: "close-without-deregister",
+        chapter: "d-ready-list",
+        file: "src/worker.rs",
+        find: "        self.poll\n            .registry()\n            .deregister(&connection.stream)\n            .map_err(Error::Poll)?;\n",
+        replace: "",
+        mistake: "closing a connection without deregistering it first",
+        claim: "a closed connection leaves the interest list even when a copy of its fd is alive, and each connection costs two `epoll_ctl`, counted where they are made",
+        tests: &[
+            "cleanup::a_closed_connection_leaves_the_interest_list_even_with_a_copy_of_its_fd",
+            "end_to_end::under_load_every_response_is_handled_exactly_once_and_none_is_lost",
+        ],
+    },
+    Break {
+        id: "small-reads",
+        chapter: "d-ready-list",
+        file: "src/connection.rs",
+        find: "pub const READ_CHUNK: usize = 32 * 1024;",
+        replace: "pub const READ_CHUNK: usize = 4 * 1024;",
+        mistake: "reading 4 KiB at a time",
+        claim: "an answer already received is read 32 KiB at a time (reads counted where they are made)",
+        tests: &["cleanup::an_answer_already_received_is_read_32_kib_at_a_time"],
+    },
 ];
