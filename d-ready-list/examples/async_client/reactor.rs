@@ -31,19 +31,29 @@ pub enum Direction {
 }
 
 /// One direction of one source: what the kernel last said about it, and
-/// the task waiting for it to change.
+/// the tasks waiting for it to change. Usually one; but two tasks that
+/// share a stream may both wait to read it, and neither may take the
+/// other's place.
 #[derive(Debug, Default)]
 struct Slot {
     ready: bool,
-    waker: Option<Waker>,
+    wakers: Vec<Waker>,
 }
 
 impl Slot {
-    /// An event is good for one wake: the waker is taken out as it fires,
-    /// and the task leaves a new one if it has to wait again.
+    /// An event is good for one wake: the wakers are taken out as they
+    /// fire, and a task leaves a new one if it has to wait again.
     fn set_ready(&mut self, woken: &mut Vec<Waker>) {
         self.ready = true;
-        woken.extend(self.waker.take());
+        woken.append(&mut self.wakers);
+    }
+
+    /// Keeps `waker` until the next event, once: a task polled again
+    /// before then (woken for another reason) is not added twice.
+    fn wait(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|kept| kept.will_wake(waker)) {
+            self.wakers.push(waker.clone());
+        }
     }
 }
 
@@ -152,7 +162,10 @@ impl Reactor {
     /// Stops watching a source that is about to be closed.
     pub fn deregister(&self, source: &impl AsFd, token: Token) {
         if self.sources.borrow_mut().remove(&token).is_some() {
-            let _ = self.poll.registry().deregister(source);
+            // It fails only if `source` is not the registered fd (closed
+            // already, or another one): a bug that a test should see.
+            let result = self.poll.registry().deregister(source);
+            debug_assert!(result.is_ok(), "deregister {token:?}: {result:?}");
         }
     }
 
@@ -164,17 +177,22 @@ impl Reactor {
         token: Token,
         direction: Direction,
         cx: &mut Context<'_>,
-    ) -> task::Poll<()> {
+    ) -> task::Poll<io::Result<()>> {
         let mut sources = self.sources.borrow_mut();
         let Some(source) = sources.get_mut(&token) else {
-            // Not ours (any more): let the system call say what is wrong.
-            return task::Poll::Ready(());
+            // Deregistered while its stream lives: no event will come, so
+            // `Pending` would never end, and `Ready` would have the caller
+            // retry its system call for ever.
+            return task::Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the reactor no longer watches this source",
+            )));
         };
         let slot = source.slot(direction);
         if slot.ready {
-            return task::Poll::Ready(());
+            return task::Poll::Ready(Ok(()));
         }
-        slot.waker = Some(cx.waker().clone());
+        slot.wait(cx.waker());
         task::Poll::Pending
     }
 

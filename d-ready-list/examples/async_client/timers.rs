@@ -104,10 +104,14 @@ pub struct Sleep {
     key: Option<TimerKey>,
 }
 
+/// Ready once `duration` has passed. A duration too long for an `Instant`
+/// (`Duration::MAX`, say) means "never", as in tokio: about 30 years.
 pub fn sleep(reactor: &Rc<Reactor>, duration: Duration) -> Sleep {
+    let now = Instant::now();
+    let never = Duration::from_secs(30 * 365 * 24 * 60 * 60);
     Sleep {
         reactor: Rc::clone(reactor),
-        deadline: Instant::now() + duration,
+        deadline: now.checked_add(duration).unwrap_or_else(|| now + never),
         key: None,
     }
 }
