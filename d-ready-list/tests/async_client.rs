@@ -11,8 +11,12 @@ mod executor;
 mod reactor;
 #[path = "../examples/async_client/tcp.rs"]
 mod tcp;
+#[path = "../examples/async_client/time.rs"]
+mod time;
 #[path = "../examples/async_client/timers.rs"]
 mod timers;
+#[path = "../examples/async_client/trace.rs"]
+mod trace;
 #[path = "../examples/async_client/unpark.rs"]
 mod unpark;
 #[path = "../examples/async_client/wakes.rs"]
@@ -39,7 +43,7 @@ use executor::{Executor, Report};
 use reactor::{Direction, Reactor};
 use support::{PATIENCE, gettid, in_epoll_wait, pair, send, wait_until, within};
 use tcp::AsyncTcp;
-use timers::{TimedOut, sleep, timeout};
+use time::{TimedOut, sleep, timeout};
 
 /// Every request's timeout: shorter than `PATIENCE`, so that a stalled
 /// run ends with the request's own timeout rather than the harness's.
@@ -286,11 +290,11 @@ fn an_event_is_good_for_one_wake() {
 
     // More bytes: a new edge, so a new event. But the task has not asked
     // again (it has not even run), so there is no waker to wake.
-    let events = reactor.stats.get().events;
+    let events = reactor.stats().events;
     send(&theirs, b"y");
     reactor.turn(|| false).unwrap();
     assert!(
-        reactor.stats.get().events > events,
+        reactor.stats().events > events,
         "the second send brought no event"
     );
     assert_eq!(wakes(&count), 1, "one event woke the task twice");

@@ -585,7 +585,7 @@ pub const BREAKS: &[Break] = &[
     Break {
         id: "async-sleep-overflow",
         chapter: "d-ready-list",
-        file: "examples/async_client/timers.rs",
+        file: "examples/async_client/time.rs",
         find: "        deadline: now.checked_add(duration).unwrap_or_else(|| now + never),\n",
         replace: "        deadline: now + duration + never * 0,\n",
         mistake: "adding a sleep's duration to `Instant::now()` unchecked",
@@ -655,7 +655,7 @@ pub const BREAKS: &[Break] = &[
     Break {
         id: "async-timer-not-cancelled",
         chapter: "d-ready-list",
-        file: "examples/async_client/timers.rs",
+        file: "examples/async_client/time.rs",
         find: "    fn drop(&mut self) {\n        if let Some(key) = self.key.take() {\n            self.reactor.timers().cancel(key);\n        }\n    }",
         replace: "    fn drop(&mut self) {}",
         mistake: "leaving a dropped sleep's timer in the queue",
@@ -685,7 +685,7 @@ pub const BREAKS: &[Break] = &[
     Break {
         id: "async-deadline-first",
         chapter: "d-ready-list",
-        file: "examples/async_client/timers.rs",
+        file: "examples/async_client/time.rs",
         find: "        if let Poll::Ready(output) = future.as_mut().poll(cx) {\n            return Poll::Ready(Ok(output));\n        }\n        Pin::new(&mut sleep)\n            .poll(cx)\n            .map(|()| Err(TimedOut(duration)))",
         replace: "        if Pin::new(&mut sleep).poll(cx).is_ready() {\n            return Poll::Ready(Err(TimedOut(duration)));\n        }\n        future.as_mut().poll(cx).map(Ok)",
         mistake: "a timeout that looks at its deadline before its future",
