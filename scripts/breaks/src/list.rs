@@ -233,6 +233,16 @@ pub const BREAKS: &[Break] = &[
     },
     // Chapter 2: edges, and reading to WouldBlock.
     Break {
+        id: "close-without-deregister",
+        chapter: "b-edge-triggered",
+        file: "src/client.rs",
+        find: "    registry.deregister(&stream).map_err(Error::Poll)?;\n",
+        replace: "    let _ = registry;\n",
+        mistake: "closing a finished connection's socket without deregistering it first",
+        claim: "the client's close takes a socket off the interest list even when a copy of its fd is alive",
+        tests: &["readiness::the_clients_close_takes_a_duplicated_socket_off_the_interest_list"],
+    },
+    Break {
         id: "blocking-socket",
         chapter: "b-edge-triggered",
         file: "src/connection.rs",
