@@ -250,6 +250,7 @@ impl Reactor {
         drop(sources);
         let (fired, due): (Vec<_>, Vec<_>) =
             self.timers().expired(Instant::now()).into_iter().unzip();
+        // Counts, and the book's picture: nothing here depends on them.
         self.trace
             .turn(timeout, asleep, &events, &fired, &self.timers());
         drop(events);
