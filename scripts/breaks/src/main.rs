@@ -88,8 +88,13 @@ fn one(chapter: &str, id: &str) -> Result<bool, String> {
             Ok(false)
         }
         Outcome::Failed | Outcome::TimedOut => {
+            let what = if b.tests.contains(&BUILD) {
+                "The build failed"
+            } else {
+                "The tests failed"
+            };
             println!(
-                "\nThe tests failed, as they must: the claim \"{}\" no longer holds.",
+                "\n{what}, as they must: the claim \"{}\" no longer holds.",
                 b.claim
             );
             println!("Your checkout is untouched; the change lived in target/breaks/work.");
@@ -100,7 +105,8 @@ fn one(chapter: &str, id: &str) -> Result<bool, String> {
 }
 
 /// Proves every break: it applies exactly once, builds, and its tests pass
-/// without it and fail with it.
+/// without it and fail with it (a break whose test is `build` must instead
+/// stop the build: a `const` assertion catches it).
 fn check(only: &[&str]) -> Result<bool, String> {
     for chapter in only {
         if !CHAPTERS.contains(chapter) {
