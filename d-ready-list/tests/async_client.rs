@@ -41,7 +41,7 @@ use d_ready_list::cli::Options;
 use d_ready_list::delay_server::DelayServer;
 use executor::{Executor, Report};
 use reactor::{Direction, Reactor};
-use support::{PATIENCE, gettid, in_epoll_wait, pair, send, wait_until, within};
+use support::{PATIENCE, gettid, in_epoll_wait, pair, refusing_addr, send, wait_until, within};
 use tcp::AsyncTcp;
 use time::{TimedOut, sleep, timeout};
 
@@ -984,4 +984,28 @@ fn a_sleep_of_duration_max_never_ends_and_does_not_panic() {
         outputs
     });
     assert_eq!(outputs, [(Ok(42), Err(TimedOut(Duration::from_millis(1))))]);
+}
+
+#[test]
+fn a_refused_connect_is_reported_as_refused() {
+    // The connect's end comes as an event, and SO_ERROR says how it ended:
+    // nothing else (no getpeername) is needed to tell.
+    let kind = within(PATIENCE, "a refused connect", || {
+        let reactor = Reactor::new().unwrap();
+        let mut executor = Executor::new(Rc::clone(&reactor));
+        let addr = refusing_addr();
+        executor.spawn(async move { client::fetch(&reactor, addr, "/0/never").await });
+        let mut ended = None;
+        executor
+            .run(|result| {
+                ended = Some(result);
+                Ok(())
+            })
+            .unwrap();
+        ended
+            .expect("the task ended")
+            .expect_err("nothing listens")
+            .kind()
+    });
+    assert_eq!(kind, io::ErrorKind::ConnectionRefused);
 }

@@ -605,6 +605,16 @@ pub const BREAKS: &[Break] = &[
         tests: &["async_client::a_sleep_of_duration_max_never_ends_and_does_not_panic"],
     },
     Break {
+        id: "async-connect-error-ignored",
+        chapter: "d-ready-list",
+        file: "examples/async_client/tcp.rs",
+        find: "            Some(error) => Err(error),\n",
+        replace: "            Some(_) => Ok(()),\n",
+        mistake: "taking the first writable event for a connect that worked, without asking `SO_ERROR`",
+        claim: "a refused connect is reported as refused",
+        tests: &["async_client::a_refused_connect_is_reported_as_refused"],
+    },
+    Break {
         id: "async-queued-twice",
         chapter: "d-ready-list",
         file: "examples/async_client/executor.rs",
