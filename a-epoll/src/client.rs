@@ -3,13 +3,13 @@
 //! complete.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 pub use crate::error::{Error, Problem};
 use crate::http;
-use crate::poll::{Events, Interest, Poll, Token};
+use crate::poll::{Events, Interest, Poll, Registry, Token};
 
 /// What to run: where to connect, which paths to ask for, and how long the
 /// whole run may take.
@@ -84,19 +84,11 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, Error> {
             else {
                 continue;
             };
-            // Deregister, then close (by dropping). Not the other way round:
-            // a closed fd cannot be named to epoll_ctl, and if the socket had
-            // been duplicated its registration would outlive our close.
-            poll.registry()
-                .deregister(&connection.stream)
-                .map_err(Error::Poll)?;
-            let path = connections[token.0]
-                .take()
-                .map(|done| done.path)
-                .unwrap_or_default();
+            let done = connections[token.0].take().expect("it just answered");
+            close(poll.registry(), done.stream)?;
             let completed = Completed {
                 token,
-                path,
+                path: done.path,
                 elapsed: start.elapsed(),
                 body: response.body,
             };
@@ -109,6 +101,18 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, Error> {
     Ok(summary)
 }
 // ANCHOR_END: run
+
+// ANCHOR: close
+/// Deregisters a finished connection's socket, then closes it (by dropping
+/// it). Not the other way round: a closed fd cannot be named to
+/// `epoll_ctl`, and if the socket had been duplicated its registration
+/// would outlive our close.
+pub fn close(registry: &Registry, stream: TcpStream) -> Result<(), Error> {
+    registry.deregister(&stream).map_err(Error::Poll)?;
+    drop(stream);
+    Ok(())
+}
+// ANCHOR_END: close
 
 /// The time left before the deadline, or `None` once it has passed.
 fn time_left(start: Instant, config: &Config) -> Option<Duration> {

@@ -1,6 +1,8 @@
 //! Our hand-written FFI must say exactly what the `libc` crate says, on
-//! whatever target this runs on. A mismatch here would not fail to compile;
-//! it would corrupt events at run time.
+//! whatever target this runs on, or it would corrupt events at run time.
+//! The `const` block in `src/ffi.rs` makes a wrong constant or layout a
+//! build error; these tests check the same where a reader looks for
+//! tests, and the functions' signatures, which that block does not.
 
 use std::ffi::c_int;
 use std::mem::{align_of, offset_of, size_of};

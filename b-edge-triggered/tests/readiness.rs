@@ -374,6 +374,37 @@ fn a_duplicated_fd_keeps_its_registration_after_close_unless_deregistered_first(
 }
 // ANCHOR_END: duplicated_fd
 
+// ANCHOR: close_path
+#[test]
+fn the_clients_close_takes_a_duplicated_socket_off_the_interest_list() {
+    // The pitfall, in the kernel's own words: a socket with a second fd (a
+    // `dup`, or the copy a `fork` makes) is closed without a deregister,
+    // and the interest list still holds it, under the number it had.
+    let poll = Poll::new().unwrap();
+    let (ours, _theirs) = tcp_pair();
+    let (fd, copy) = (ours.as_raw_fd(), ours.try_clone().unwrap());
+    poll.registry()
+        .register(&ours, Token(1), Interest::READABLE)
+        .unwrap();
+    drop(ours);
+    let edge = libc::EPOLLET as u32;
+    assert_eq!(interest_list(&poll), [(fd, READABLE_AS_HELD | edge, 1)]);
+    drop(copy);
+
+    // The client's own close path, with a copy of the fd alive: nothing
+    // is left watched.
+    let poll = Poll::new().unwrap();
+    let (ours, _theirs) = tcp_pair();
+    let copy = ours.try_clone().unwrap();
+    poll.registry()
+        .register(&ours, Token(2), Interest::READABLE)
+        .unwrap();
+    b_edge_triggered::client::close(poll.registry(), ours).unwrap();
+    assert_eq!(interest_list(&poll), []);
+    drop(copy);
+}
+// ANCHOR_END: close_path
+
 /// A connected pair of TCP sockets on loopback, the kind the client uses.
 fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -32,8 +32,9 @@ impl Connection {
     pub(crate) fn open(addr: SocketAddr, path: &str) -> Result<Connection, Error> {
         let connect_error = |source| Error::Connect { addr, source };
         // Non-blocking from the start (`SOCK_NONBLOCK`): made so by the call
-        // that creates it, where `set_nonblocking` after it would cost two
-        // more system calls (`fcntl` to read the flags, and to set them).
+        // that creates it, where socket2's `set_nonblocking` after it would
+        // cost two more system calls (`fcntl` to read the flags, and to set
+        // them), and std's `TcpStream::set_nonblocking` one (`ioctl`).
         let nonblocking = Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK);
         let socket = Socket::new(Domain::for_address(addr), nonblocking, Some(Protocol::TCP))
             .map_err(connect_error)?;

@@ -166,7 +166,7 @@ impl<W: Write + Send> Shared<'_, W> {
                 break;
             }
         }
-        (*worker.stats(), worker.missing())
+        (worker.stats(), worker.missing())
     }
 }
 // ANCHOR_END: shared

@@ -41,6 +41,39 @@ impl Default for Budget {
 }
 // ANCHOR_END: budget
 
+// ANCHOR: read_buffer
+/// A worker's one buffer for reads, and the one place its reads are made,
+/// so it is where they are counted. One per worker, made once: a buffer on
+/// the stack would be zeroed again, all 32 KiB of it, on every turn.
+#[derive(Debug)]
+pub(crate) struct ReadBuffer {
+    buffer: Box<[u8]>,
+    reads: usize,
+}
+
+impl ReadBuffer {
+    pub(crate) fn new() -> ReadBuffer {
+        ReadBuffer {
+            buffer: vec![0; READ_CHUNK].into_boxed_slice(),
+            reads: 0,
+        }
+    }
+
+    /// One `read` of at most `limit` bytes, and never more than
+    /// `READ_CHUNK`; returns what it brought (nothing: EOF).
+    fn read(&mut self, mut stream: &TcpStream, limit: usize) -> io::Result<&[u8]> {
+        self.reads += 1;
+        let n = stream.read(&mut self.buffer[..limit.min(READ_CHUNK)])?;
+        Ok(&self.buffer[..n])
+    }
+
+    /// How many reads this buffer has made, `WouldBlock` ones included.
+    pub(crate) fn reads(&self) -> usize {
+        self.reads
+    }
+}
+// ANCHOR_END: read_buffer
+
 // ANCHOR: connection
 /// One request on its own non-blocking connection: the request and how
 /// much of it the kernel has taken, what has come back so far, and what the
@@ -88,8 +121,9 @@ impl Connection {
         endless: bool,
     ) -> io::Result<Connection> {
         // Non-blocking from the start (`SOCK_NONBLOCK`): made so by the call
-        // that creates it, where `set_nonblocking` after it would cost two
-        // more system calls (`fcntl` to read the flags, and to set them).
+        // that creates it, where socket2's `set_nonblocking` after it would
+        // cost two more system calls (`fcntl` to read the flags, and to set
+        // them), and std's `TcpStream::set_nonblocking` one (`ioctl`).
         let nonblocking = Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK);
         let socket = Socket::new(Domain::for_address(addr), nonblocking, Some(Protocol::TCP))?;
         match socket.connect(&addr.into()) {
@@ -123,7 +157,11 @@ impl Connection {
     // ANCHOR: work
     /// One turn's work: send what the socket will take, then read at most
     /// what the budget allows.
-    pub(crate) fn work(&mut self, budget: Budget) -> Result<Progress, Problem> {
+    pub(crate) fn work(
+        &mut self,
+        budget: Budget,
+        buffer: &mut ReadBuffer,
+    ) -> Result<Progress, Problem> {
         // An edge that comes while the connection waits on the list is
         // still noted, so `writable` is never stale: after a `WouldBlock`,
         // the kernel reports room to write again, whether or not the
@@ -138,13 +176,12 @@ impl Connection {
             Budget::Bytes(bytes) => bytes.max(1),
             Budget::Drain => usize::MAX,
         };
-        let mut buffer = [0; READ_CHUNK];
         while left > 0 {
-            let chunk = &mut buffer[..left.min(READ_CHUNK)];
-            match self.stream.read(chunk) {
-                Ok(n) => {
+            match buffer.read(&self.stream, left) {
+                Ok(data) => {
+                    let n = data.len();
                     left -= n;
-                    match self.take(&buffer[..n], n == 0)? {
+                    match self.take(data, n == 0)? {
                         Some(response) => return Ok(Progress::Complete(response)),
                         // At EOF `take` decides; were it ever undecided,
                         // reading on would spin here, never blocking.

@@ -1,10 +1,12 @@
 //! The C functions and the one struct this chapter needs from the kernel,
 //! declared by hand so that nothing stands between the reader and epoll.
 //!
-//! Every value here is checked against the `libc` crate by
-//! `tests/ffi_matches_libc.rs`, on whatever target the tests run on.
+//! Every value here is checked against the `libc` crate when it compiles
+//! (the `const` block below the struct), and again, with the functions'
+//! signatures, by `tests/ffi_matches_libc.rs`.
 
 use std::ffi::{c_int, c_uint};
+use std::mem::{align_of, offset_of, size_of};
 
 // ANCHOR: constants
 /// `epoll_create1` flag: close the epoll fd in a child after `exec`.
@@ -62,6 +64,33 @@ pub struct EpollEvent {
     pub data: u64,
 }
 // ANCHOR_END: epoll_event
+
+// ANCHOR: checked
+// Every value above, checked against the `libc` crate as this file
+// compiles: a value copied wrong, or one that differs on the target being
+// built (some do, on MIPS and SPARC), stops the build here, rather than
+// making calls that mean something else. (libc declares the epoll flags
+// as `c_int`; the kernel's field is a `u32`.)
+const _: () = {
+    assert!(EPOLL_CLOEXEC == libc::EPOLL_CLOEXEC);
+    assert!(EPOLL_CTL_ADD == libc::EPOLL_CTL_ADD);
+    assert!(EPOLL_CTL_DEL == libc::EPOLL_CTL_DEL);
+    assert!(EPOLL_CTL_MOD == libc::EPOLL_CTL_MOD);
+    assert!(EPOLLIN == libc::EPOLLIN as u32);
+    assert!(EPOLLOUT == libc::EPOLLOUT as u32);
+    assert!(EPOLLERR == libc::EPOLLERR as u32);
+    assert!(EPOLLHUP == libc::EPOLLHUP as u32);
+    assert!(EPOLLRDHUP == libc::EPOLLRDHUP as u32);
+    assert!(EPOLLET == libc::EPOLLET as u32);
+    assert!(EPOLLONESHOT == libc::EPOLLONESHOT as u32);
+    assert!(EFD_CLOEXEC == libc::EFD_CLOEXEC);
+    assert!(EFD_NONBLOCK == libc::EFD_NONBLOCK);
+    assert!(size_of::<EpollEvent>() == size_of::<libc::epoll_event>());
+    assert!(align_of::<EpollEvent>() == align_of::<libc::epoll_event>());
+    assert!(offset_of!(EpollEvent, events) == offset_of!(libc::epoll_event, events));
+    assert!(offset_of!(EpollEvent, data) == offset_of!(libc::epoll_event, u64));
+};
+// ANCHOR_END: checked
 
 // ANCHOR: functions
 unsafe extern "C" {

@@ -10,6 +10,8 @@ use std::io::{self, Read, Write};
 use std::ops::BitOr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ffi;
@@ -100,6 +102,8 @@ fn epoll_flags(interest: Interest) -> u32 {
 #[derive(Debug)]
 pub struct Poll {
     registry: Registry,
+    /// Calls to `epoll_wait`, counted where the call is made.
+    waits: AtomicUsize,
 }
 
 impl Poll {
@@ -110,13 +114,24 @@ impl Poll {
         // nothing else holds it, so the OwnedFd is its only owner.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Poll {
-            registry: Registry { epoll },
+            registry: Registry {
+                epoll,
+                ctl_calls: Arc::default(),
+            },
+            waits: AtomicUsize::new(0),
         })
     }
 
     /// Where sources are registered, reregistered and deregistered.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// How many times this `Poll` has called `epoll_wait`. Counted in the
+    /// one function that makes the call, so that a count a test checks
+    /// cannot drift from the calls made.
+    pub fn waits(&self) -> usize {
+        self.waits.load(Ordering::Relaxed)
     }
 }
 // ANCHOR_END: poll
@@ -151,6 +166,7 @@ impl Poll {
 
     fn wait_once(&self, events: &mut Events, timeout_ms: c_int) -> io::Result<()> {
         events.list.clear();
+        self.waits.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the epoll fd is open while `self` lives. The pointer and
         // `capacity` describe the Vec's allocation, at least `capacity`
         // entries long, and the kernel writes no more entries than that.
@@ -201,6 +217,8 @@ fn timeout_ms(timeout: Option<Duration>) -> c_int {
 #[derive(Debug)]
 pub struct Registry {
     epoll: OwnedFd,
+    /// Calls to `epoll_ctl` through this registry and its clones.
+    ctl_calls: Arc<AtomicUsize>,
 }
 
 impl Registry {
@@ -232,7 +250,14 @@ impl Registry {
     pub fn try_clone(&self) -> io::Result<Registry> {
         Ok(Registry {
             epoll: self.epoll.try_clone()?,
+            ctl_calls: Arc::clone(&self.ctl_calls),
         })
+    }
+
+    /// How many times this registry and its clones have called
+    /// `epoll_ctl`, counted in `ctl`, the one function that makes the call.
+    pub fn ctl_calls(&self) -> usize {
+        self.ctl_calls.load(Ordering::Relaxed)
     }
 
     fn ctl(&self, op: c_int, fd: BorrowedFd<'_>, entry: Option<(Token, u32)>) -> io::Result<()> {
@@ -241,6 +266,7 @@ impl Registry {
             data: token.0 as u64,
         });
         let event_ptr = event.as_mut().map_or(ptr::null_mut(), ptr::from_mut);
+        self.ctl_calls.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the epoll fd is open while `self` lives and `fd` is borrowed
         // for the whole call. `event_ptr` points at a live EpollEvent that the
         // kernel only reads, or is null for EPOLL_CTL_DEL, which ignores it.
@@ -261,6 +287,8 @@ impl Registry {
 #[derive(Debug)]
 pub struct Waker {
     eventfd: File,
+    /// Writes to the eventfd, counted where they are made.
+    writes: AtomicUsize,
 }
 
 impl Waker {
@@ -271,11 +299,15 @@ impl Waker {
         // holds it, so the File is its only owner.
         let eventfd = unsafe { File::from_raw_fd(fd) };
         registry.register(&eventfd, token, Interest::READABLE)?;
-        Ok(Waker { eventfd })
+        Ok(Waker {
+            eventfd,
+            writes: AtomicUsize::new(0),
+        })
     }
 
     /// Makes the next wait (or the one under way) report the waker's token.
     pub fn wake(&self) -> io::Result<()> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         match (&self.eventfd).write(&1u64.to_ne_bytes()) {
             Ok(_) => Ok(()),
             // The counter is at its maximum after 2^64 - 2 wakes with no
@@ -291,6 +323,11 @@ impl Waker {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// How many times `wake` has written the eventfd.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::Relaxed)
     }
 }
 // ANCHOR_END: waker

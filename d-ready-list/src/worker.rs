@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use crate::connection::{Budget, Connection, Progress};
+use crate::connection::{Budget, Connection, Progress, ReadBuffer};
 use crate::error::{Error, Problem};
 use crate::http::Response;
 use crate::opening::{Request, Waiting};
@@ -49,6 +50,7 @@ pub struct Worker {
     cleanup_list: Vec<Token>,
     waiting: Waiting,
     budget: Budget,
+    read_buffer: ReadBuffer,
     start: Instant,
     /// Requests with a connection, not yet answered (a hedged pair counts
     /// once).
@@ -76,6 +78,7 @@ impl Worker {
             cleanup_list: Vec::new(),
             waiting: Waiting::new(),
             budget,
+            read_buffer: ReadBuffer::new(),
             start,
             remaining: 0,
             stats: Stats::default(),
@@ -195,7 +198,6 @@ impl Worker {
             self.connections.release(token);
             return Err(Error::Poll(error));
         }
-        self.stats.epoll_ctl += 1;
         if for_a_request {
             self.waiting.opened();
         }
@@ -218,8 +220,14 @@ impl Worker {
         self.connections.values().filter(|c| c.is_sending()).count()
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// What this worker counted; its system calls are counted where they
+    /// are made (`Registry`, `ReadBuffer`).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            epoll_ctl: self.poll.registry().ctl_calls(),
+            reads: self.read_buffer.reads(),
+            ..self.stats
+        }
     }
 
     /// The connections waiting for their turn, in order.
@@ -230,6 +238,14 @@ impl Worker {
     /// Whether `token` names an open connection.
     pub fn is_open(&self, token: Token) -> bool {
         self.connections.get(token).is_some()
+    }
+}
+
+/// The worker's epoll fd, so that a test can read the kernel's own view of
+/// its interest list in /proc.
+impl AsFd for Worker {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.poll.as_fd()
     }
 }
 
@@ -297,7 +313,7 @@ impl Worker {
                 continue;
             };
             self.stats.turns += 1;
-            let progress = connection.work(self.budget);
+            let progress = connection.work(self.budget, &mut self.read_buffer);
             if let Some(endless) = connection.endless() {
                 self.stats.endless = endless;
             }
@@ -378,7 +394,6 @@ impl Worker {
             .registry()
             .deregister(&connection.stream)
             .map_err(Error::Poll)?;
-        self.stats.epoll_ctl += 1;
         self.cleanup_list.push(token);
         let connection = self.connections.remove(token);
         if connection.as_ref().is_some_and(|c| c.endless().is_none()) {

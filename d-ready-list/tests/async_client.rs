@@ -11,8 +11,12 @@ mod executor;
 mod reactor;
 #[path = "../examples/async_client/tcp.rs"]
 mod tcp;
+#[path = "../examples/async_client/time.rs"]
+mod time;
 #[path = "../examples/async_client/timers.rs"]
 mod timers;
+#[path = "../examples/async_client/trace.rs"]
+mod trace;
 #[path = "../examples/async_client/unpark.rs"]
 mod unpark;
 #[path = "../examples/async_client/wakes.rs"]
@@ -37,9 +41,9 @@ use d_ready_list::cli::Options;
 use d_ready_list::delay_server::DelayServer;
 use executor::{Executor, Report};
 use reactor::{Direction, Reactor};
-use support::{PATIENCE, gettid, in_epoll_wait, pair, send, wait_until, within};
+use support::{PATIENCE, gettid, in_epoll_wait, pair, refusing_addr, send, wait_until, within};
 use tcp::AsyncTcp;
-use timers::{TimedOut, sleep, timeout};
+use time::{TimedOut, sleep, timeout};
 
 /// Every request's timeout: shorter than `PATIENCE`, so that a stalled
 /// run ends with the request's own timeout rather than the harness's.
@@ -286,11 +290,11 @@ fn an_event_is_good_for_one_wake() {
 
     // More bytes: a new edge, so a new event. But the task has not asked
     // again (it has not even run), so there is no waker to wake.
-    let events = reactor.stats.get().events;
+    let events = reactor.stats().events;
     send(&theirs, b"y");
     reactor.turn(|| false).unwrap();
     assert!(
-        reactor.stats.get().events > events,
+        reactor.stats().events > events,
         "the second send brought no event"
     );
     assert_eq!(wakes(&count), 1, "one event woke the task twice");
@@ -870,3 +874,138 @@ fn a_signal_during_the_wait_does_not_end_the_run() {
     runner.join().unwrap();
 }
 // ANCHOR_END: signal
+
+// ANCHOR: wake_during_the_look
+#[test]
+fn a_wake_between_the_look_at_the_run_queue_and_the_sleep_is_not_lost() {
+    within(PATIENCE, "a wake during the look", || {
+        let reactor = Reactor::new().unwrap();
+        // A timer far off: a turn that falls asleep wakes only then.
+        let (_count, waker) = counted();
+        reactor
+            .timers()
+            .set(None, Instant::now() + DEADLINE, &waker);
+        let unpark = reactor.unpark();
+        let before = Instant::now();
+        reactor
+            .turn(|| {
+                // The executor has looked at its run queue and found it
+                // empty. Now, before it falls asleep, another thread
+                // queues a task and wakes it.
+                let unpark = Arc::clone(&unpark);
+                thread::spawn(move || unpark.unpark()).join().unwrap();
+                true
+            })
+            .unwrap();
+        let took = before.elapsed();
+        assert!(took < LATE, "the turn slept {took:?} with a task queued");
+    });
+}
+// ANCHOR_END: wake_during_the_look
+
+// ANCHOR: two_readers
+#[test]
+fn two_tasks_reading_one_stream_are_both_woken() {
+    let (ours, mut theirs) = tcp_pair();
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let runner = thread::spawn(move || -> io::Result<Vec<(Vec<u8>, Instant)>> {
+        tid_tx.send(gettid()).unwrap();
+        let reactor = Reactor::new()?;
+        let mut executor = Executor::new(Rc::clone(&reactor));
+        let stream = Rc::new(AsyncTcp::new(&reactor, ours)?);
+        for _ in 0..2 {
+            let (reader, r) = (Rc::clone(&stream), Rc::clone(&reactor));
+            executor.spawn(async move {
+                let mut byte = [0];
+                let n = timeout(&r, DEADLINE, reader.read(&mut byte)).await??;
+                Ok((byte[..n].to_vec(), Instant::now()))
+            });
+        }
+        drop(stream);
+        let mut read = Vec::new();
+        executor.run(|output: io::Result<(Vec<u8>, Instant)>| {
+            read.push(output?);
+            Ok(())
+        })?;
+        Ok(read)
+    });
+    let tid = tid_rx.recv_timeout(PATIENCE).expect("runner started");
+    // Both readers have returned Pending once the thread sleeps in epoll.
+    wait_until(PATIENCE, "runner blocked in epoll_wait", || {
+        in_epoll_wait(tid)
+    });
+    let written_at = Instant::now();
+    theirs.write_all(b"ab").unwrap();
+    let read = runner.join().unwrap().expect("each reader reads a byte");
+    let mut bytes: Vec<&[u8]> = read.iter().map(|(byte, _)| &byte[..]).collect();
+    bytes.sort();
+    assert_eq!(bytes, [b"a", b"b"]);
+    // Woken by the event, not by their timeouts' timers (which would find
+    // the readiness the other reader left, and read late).
+    for (_, at) in &read {
+        let late = *at - written_at;
+        assert!(late < LATE, "a reader read {late:?} after the write");
+    }
+}
+// ANCHOR_END: two_readers
+
+#[test]
+fn a_source_the_reactor_no_longer_watches_is_an_error_not_a_retry() {
+    let reactor = Reactor::new().unwrap();
+    let (ours, _theirs) = pair();
+    let token = reactor.register(&ours).unwrap();
+    reactor.deregister(&ours, token);
+    let (_count, waker) = counted();
+    let mut cx = Context::from_waker(&waker);
+    match reactor.poll_ready(token, Direction::Read, &mut cx) {
+        Poll::Ready(Err(error)) => assert_eq!(error.kind(), io::ErrorKind::NotFound),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_sleep_of_duration_max_never_ends_and_does_not_panic() {
+    let outputs = within(PATIENCE, "Duration::MAX", || {
+        let reactor = Reactor::new().unwrap();
+        let mut executor = Executor::new(Rc::clone(&reactor));
+        executor.spawn(async move {
+            let answer = timeout(&reactor, Duration::MAX, async { 42 }).await;
+            let short = Duration::from_millis(1);
+            let never = timeout(&reactor, short, sleep(&reactor, Duration::MAX)).await;
+            (answer, never)
+        });
+        let mut outputs = Vec::new();
+        executor
+            .run(|output| {
+                outputs.push(output);
+                Ok(())
+            })
+            .unwrap();
+        outputs
+    });
+    assert_eq!(outputs, [(Ok(42), Err(TimedOut(Duration::from_millis(1))))]);
+}
+
+#[test]
+fn a_refused_connect_is_reported_as_refused() {
+    // The connect's end comes as an event, and SO_ERROR says how it ended:
+    // nothing else (no getpeername) is needed to tell.
+    let kind = within(PATIENCE, "a refused connect", || {
+        let reactor = Reactor::new().unwrap();
+        let mut executor = Executor::new(Rc::clone(&reactor));
+        let addr = refusing_addr();
+        executor.spawn(async move { client::fetch(&reactor, addr, "/0/never").await });
+        let mut ended = None;
+        executor
+            .run(|result| {
+                ended = Some(result);
+                Ok(())
+            })
+            .unwrap();
+        ended
+            .expect("the task ended")
+            .expect_err("nothing listens")
+            .kind()
+    });
+    assert_eq!(kind, io::ErrorKind::ConnectionRefused);
+}

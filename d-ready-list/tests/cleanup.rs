@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use d_ready_list::client::{Budget, Error, Problem, READ_CHUNK};
@@ -390,3 +390,109 @@ fn one_pass_of_the_loop_opens_at_most_opens_per_pass_requests() {
     assert_eq!(hedged.open_for_requests(), 2 * OPENS_PER_PASS);
 }
 // ANCHOR_END: opens_per_turn
+
+/// The fds in the kernel's interest list for `epoll`, in fd order: the
+/// `tfd:` lines of /proc/self/fdinfo/EPFD. An entry outlives the close of
+/// its fd while another fd of the same socket is open, and keeps the
+/// number it was registered under.
+fn watched_fds(epoll: &impl AsFd) -> Vec<RawFd> {
+    let epfd = epoll.as_fd().as_raw_fd();
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}")).expect("fdinfo");
+    let mut fds: Vec<RawFd> = text
+        .lines()
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["tfd:", fd, ..] => fd.parse().ok(),
+                _ => None,
+            },
+        )
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+/// Sends the request of the worker's one connection and accepts it.
+fn accept_one(listener: &TcpListener, worker: &mut Worker) -> TcpStream {
+    let mut done = Vec::new();
+    while worker.sending() > 0 {
+        worker.wait(Some(PATIENCE)).unwrap();
+        worker.turn(&mut done).unwrap();
+    }
+    let (mut server, _) = listener.accept().unwrap();
+    read_head(&mut server);
+    server
+}
+
+// ANCHOR: close_deregisters
+#[test]
+fn a_closed_connection_leaves_the_interest_list_even_with_a_copy_of_its_fd() {
+    within(PATIENCE, "deregister test", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
+        worker.open(addr, 0, "/copied").unwrap();
+        let watched = watched_fds(&worker);
+        let [fd] = watched[..] else {
+            panic!("one connection, one registration: {watched:?}");
+        };
+        // A copy of the connection's fd, as a `dup` makes one, or a
+        // `fork` by any thread.
+        // SAFETY: `fd` is the worker's connection, open until the worker
+        // closes it below, long after this borrow has ended.
+        let copy = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .unwrap();
+        let mut server = accept_one(&listener, &mut worker);
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ncopied")
+            .unwrap();
+        let mut done = Vec::new();
+        while done.is_empty() {
+            worker.wait(Some(PATIENCE)).unwrap();
+            worker.turn(&mut done).unwrap();
+        }
+        assert_eq!(done[0].body, b"copied");
+        // The answer closed the connection, and the copy keeps its socket
+        // open: only the deregister took it off the list.
+        assert_eq!(watched_fds(&worker), [], "the closed connection is watched");
+        drop(copy);
+    });
+}
+// ANCHOR_END: close_deregisters
+
+// ANCHOR: read_size
+#[test]
+fn an_answer_already_received_is_read_32_kib_at_a_time() {
+    within(PATIENCE, "read size test", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
+        worker.open(addr, 0, "/big").unwrap();
+        let mut server = accept_one(&listener, &mut worker);
+        // 96 KiB of body, all of it in the worker's receive queue before
+        // its turn: each read takes what it asks for.
+        let body = vec![b'x'; 96 * 1024];
+        server
+            .write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+            )
+            .unwrap();
+        server.write_all(&body).unwrap();
+        wait_until(PATIENCE, "the answer acknowledged", || {
+            unacknowledged(&server) == 0
+        });
+        let before = worker.stats().reads;
+        let mut done = Vec::new();
+        while done.is_empty() {
+            worker.wait(Some(PATIENCE)).unwrap();
+            worker.turn(&mut done).unwrap();
+        }
+        assert_eq!(done[0].body, body);
+        // Three reads of 32 KiB, and one for the head's few bytes beyond
+        // them (counted where the reads are made). Reads of 4 KiB would
+        // take 25.
+        let reads = worker.stats().reads - before;
+        assert!(reads <= 4, "{reads} reads for 96 KiB and a head");
+    });
+}
+// ANCHOR_END: read_size

@@ -148,9 +148,10 @@ fn under_load_every_response_is_handled_exactly_once_and_none_is_lost() {
     let stats = check_exactly_once(false).stats;
     // Every connection was registered once and deregistered once, and
     // nothing in between: however many events it had, none cost an
-    // `epoll_ctl`.
+    // `epoll_ctl`. (And each worker registered its waker.) The registry
+    // counts the calls it makes, so a call deleted is a call not counted.
     assert!(stats.events >= 300, "{stats:?}");
-    assert_eq!(stats.epoll_ctl, 2 * 300, "{stats:?}");
+    assert_eq!(stats.epoll_ctl, 2 * 300 + WORKERS, "{stats:?}");
     assert_eq!((stats.twins_closed, stats.ignored), (0, 0), "{stats:?}");
 }
 

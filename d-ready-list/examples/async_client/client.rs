@@ -12,7 +12,7 @@ use d_ready_list::http::{self, Parsed};
 use crate::executor::{Executor, Report};
 use crate::reactor::Reactor;
 use crate::tcp::AsyncTcp;
-use crate::timers::{self, TimedOut};
+use crate::time::{self, TimedOut};
 
 // ANCHOR: fetch
 /// One request on its own connection, from connect to a whole response.
@@ -110,7 +110,7 @@ pub fn run_on(
         let reactor = Rc::clone(reactor);
         executor.spawn(async move {
             let fetched = fetch(&reactor, addr, &path);
-            let body = match timers::timeout(&reactor, timeout, fetched).await {
+            let body = match time::timeout(&reactor, timeout, fetched).await {
                 Ok(fetched) => Ok(fetched.map_err(|error| {
                     let message = format!("request {request} (GET {path}): {error}");
                     io::Error::new(error.kind(), message)

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::reactor::{Reactor, Stats};
+use crate::reactor::Reactor;
+use crate::trace::Stats;
 use crate::unpark::Unpark;
 
 // ANCHOR: task_waker
@@ -110,7 +111,7 @@ impl<T> Executor<T> {
 impl<T> Executor<T> {
     /// Runs every task to the end, handing each output to `done` as it
     /// comes. It has no deadline of its own: a task that must give up in
-    /// time says so with a timer (`timers::timeout`).
+    /// time says so with a timer (`time::timeout`).
     pub fn run(&mut self, mut done: impl FnMut(T) -> io::Result<()>) -> io::Result<Report> {
         let mut unfinished = self.tasks.iter().filter(|task| task.is_some()).count();
         while unfinished > 0 {
@@ -152,7 +153,7 @@ impl<T> Executor<T> {
                     wakes: waker.wakes.load(Ordering::Relaxed),
                 })
                 .collect(),
-            reactor: self.reactor.stats.get(),
+            reactor: self.reactor.stats(),
             eventfd_writes: self.reactor.unpark().writes(),
         }
     }

@@ -11,7 +11,9 @@ mod client;
 mod executor;
 mod reactor;
 mod tcp;
+mod time;
 mod timers;
+mod trace;
 mod unpark;
 mod wakes;
 

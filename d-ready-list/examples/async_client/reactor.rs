@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use d_ready_list::{Events, Interest, Token};
 
-use crate::timers::{TimerKey, Timers};
+use crate::timers::Timers;
+use crate::trace::{Stats, Trace};
 use crate::unpark::Unpark;
 
 // ANCHOR: slots
@@ -31,19 +32,29 @@ pub enum Direction {
 }
 
 /// One direction of one source: what the kernel last said about it, and
-/// the task waiting for it to change.
+/// the tasks waiting for it to change. Usually one; but two tasks that
+/// share a stream may both wait to read it, and neither may take the
+/// other's place.
 #[derive(Debug, Default)]
 struct Slot {
     ready: bool,
-    waker: Option<Waker>,
+    wakers: Vec<Waker>,
 }
 
 impl Slot {
-    /// An event is good for one wake: the waker is taken out as it fires,
-    /// and the task leaves a new one if it has to wait again.
+    /// An event is good for one wake: the wakers are taken out as they
+    /// fire, and a task leaves a new one if it has to wait again.
     fn set_ready(&mut self, woken: &mut Vec<Waker>) {
         self.ready = true;
-        woken.extend(self.waker.take());
+        woken.append(&mut self.wakers);
+    }
+
+    /// Keeps `waker` until the next event, once: a task polled again
+    /// before then (woken for another reason) is not added twice.
+    fn wait(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|kept| kept.will_wake(waker)) {
+            self.wakers.push(waker.clone());
+        }
     }
 }
 
@@ -76,19 +87,8 @@ pub struct Reactor {
     next_token: Cell<usize>,
     timers: RefCell<Timers>,
     unpark: Arc<Unpark>,
-    pub stats: Cell<Stats>,
-    /// Every wait, once `record` is called (for the book's picture).
-    log: RefCell<Option<Vec<Turn>>>,
-}
-
-/// What the reactor's waits cost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Calls to `epoll_wait`, and how many of them could sleep.
-    pub waits: usize,
-    pub sleeps: usize,
-    pub events: usize,
-    pub timers_fired: usize,
+    /// Counts, and a record of the waits for the book's picture.
+    trace: Trace,
 }
 
 /// The unpark eventfd's token; sources get the ones after it.
@@ -106,8 +106,7 @@ impl Reactor {
             next_token: Cell::new(UNPARK.0 + 1),
             timers: RefCell::new(Timers::default()),
             unpark,
-            stats: Cell::new(Stats::default()),
-            log: RefCell::new(None),
+            trace: Trace::default(),
         }))
     }
 
@@ -124,6 +123,20 @@ impl Reactor {
     #[allow(dead_code)]
     pub fn registered(&self) -> usize {
         self.sources.borrow().len()
+    }
+
+    /// What the waits cost so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            waits: self.poll.waits(),
+            ..self.trace.stats()
+        }
+    }
+
+    /// The counts' keeper, which can also record every wait.
+    #[allow(dead_code)]
+    pub fn trace(&self) -> &Trace {
+        &self.trace
     }
 }
 
@@ -152,7 +165,10 @@ impl Reactor {
     /// Stops watching a source that is about to be closed.
     pub fn deregister(&self, source: &impl AsFd, token: Token) {
         if self.sources.borrow_mut().remove(&token).is_some() {
-            let _ = self.poll.registry().deregister(source);
+            // It fails only if `source` is not the registered fd (closed
+            // already, or another one): a bug that a test should see.
+            let result = self.poll.registry().deregister(source);
+            debug_assert!(result.is_ok(), "deregister {token:?}: {result:?}");
         }
     }
 
@@ -164,17 +180,22 @@ impl Reactor {
         token: Token,
         direction: Direction,
         cx: &mut Context<'_>,
-    ) -> task::Poll<()> {
+    ) -> task::Poll<io::Result<()>> {
         let mut sources = self.sources.borrow_mut();
         let Some(source) = sources.get_mut(&token) else {
-            // Not ours (any more): let the system call say what is wrong.
-            return task::Poll::Ready(());
+            // Deregistered while its stream lives: no event will come, so
+            // `Pending` would never end, and `Ready` would have the caller
+            // retry its system call for ever.
+            return task::Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the reactor no longer watches this source",
+            )));
         };
         let slot = source.slot(direction);
         if slot.ready {
-            return task::Poll::Ready(());
+            return task::Poll::Ready(Ok(()));
         }
-        slot.waker = Some(cx.waker().clone());
+        slot.wait(cx.waker());
         task::Poll::Pending
     }
 
@@ -227,19 +248,11 @@ impl Reactor {
             }
         }
         drop(sources);
-        // Only for the book's picture: the queue as this wait saw it.
-        let queued = self.log.borrow().is_some().then(|| self.timers().keys());
-        let due = self.timers().expired(Instant::now());
-        if let Some(queued) = queued {
-            self.log_turn(timeout, &events, queued);
-        }
-
-        let mut stats = self.stats.get();
-        stats.waits += 1;
-        stats.sleeps += usize::from(asleep);
-        stats.events += events.len();
-        stats.timers_fired += due.len();
-        self.stats.set(stats);
+        let (fired, due): (Vec<_>, Vec<_>) =
+            self.timers().expired(Instant::now()).into_iter().unzip();
+        // Counts, and the book's picture: nothing here depends on them.
+        self.trace
+            .turn(timeout, asleep, &events, &fired, &self.timers());
         drop(events);
         // A waker may run any code, even code that registers a socket or
         // sets a timer: every borrow is let go first.
@@ -248,47 +261,3 @@ impl Reactor {
     }
 }
 // ANCHOR_END: turn
-
-/// One wait, as the book's picture of the timer queue draws it.
-#[allow(dead_code)]
-#[derive(Debug, Clone)]
-pub struct Turn {
-    /// What `epoll_wait` was asked to wait (`None`: for ever).
-    pub timeout: Option<Duration>,
-    /// The timer queue during the wait, earliest first.
-    pub queued: Vec<TimerKey>,
-    /// The sources that came back, and whether readable, writable.
-    pub events: Vec<(Token, bool, bool)>,
-    /// The timers that were due after it.
-    pub fired: Vec<TimerKey>,
-}
-
-// The tests and the book's picture use these; the demo does not.
-#[allow(dead_code)]
-impl Reactor {
-    /// From now on, keep a `Turn` for every wait.
-    pub fn record(&self) {
-        *self.log.borrow_mut() = Some(Vec::new());
-    }
-
-    pub fn recording(&self) -> Vec<Turn> {
-        self.log.borrow().clone().unwrap_or_default()
-    }
-
-    fn log_turn(&self, timeout: Option<Duration>, events: &Events, queued: Vec<TimerKey>) {
-        let left = self.timers().keys();
-        let fired = queued.iter().filter(|key| !left.contains(key)).copied();
-        let turn = Turn {
-            timeout,
-            fired: fired.collect(),
-            queued,
-            events: events
-                .iter()
-                .map(|event| (event.token(), event.is_readable(), event.is_writable()))
-                .collect(),
-        };
-        if let Some(log) = self.log.borrow_mut().as_mut() {
-            log.push(turn);
-        }
-    }
-}

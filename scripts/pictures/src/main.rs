@@ -32,8 +32,14 @@ mod reactor;
 #[path = "../../../d-ready-list/examples/async_client/tcp.rs"]
 mod tcp;
 #[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/time.rs"]
+mod time;
+#[allow(dead_code)]
 #[path = "../../../d-ready-list/examples/async_client/timers.rs"]
 mod timers;
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/trace.rs"]
+mod trace;
 #[allow(dead_code)]
 #[path = "../../../d-ready-list/examples/async_client/unpark.rs"]
 mod unpark;

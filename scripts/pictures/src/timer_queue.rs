@@ -15,8 +15,9 @@ use std::time::Duration;
 use d_ready_list::delay_server::DelayServer;
 
 use crate::client;
-use crate::reactor::{Reactor, Turn};
+use crate::reactor::Reactor;
 use crate::svg::{self, Fill, Font, Svg};
+use crate::trace::Turn;
 
 /// Each request's colour, by request index.
 const COLORS: [&str; 5] = [svg::BLUE, svg::AMBER, svg::GREEN, svg::PURPLE, svg::ORANGE];
@@ -76,14 +77,14 @@ fn record() -> io::Result<Vec<Wait>> {
 fn record_once() -> io::Result<Result<Vec<Wait>, String>> {
     let server = DelayServer::start()?;
     let reactor = Reactor::new()?;
-    reactor.record();
+    reactor.trace().record();
     client::run_on(
         &reactor,
         server.addr(),
         &client::demo_requests(),
         |_| Ok(()),
     )?;
-    let turns = reactor.recording();
+    let turns = reactor.trace().recording();
     if turns.len() != PLAN.len() {
         return Ok(Err(format!("{} waits, not {}", turns.len(), PLAN.len())));
     }

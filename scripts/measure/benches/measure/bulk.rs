@@ -57,7 +57,12 @@ fn mib_read(stdout: &str) -> io::Result<f64> {
         .ok_or_else(|| io::Error::other(format!("no MiB of endless body in: {stdout:?}")))
 }
 
-pub fn run(ctx: &Context, programs: &Programs) -> io::Result<Vec<Goal>> {
+pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
+    if !syscalls::strace_installed() {
+        eprintln!("bulk: skipped, strace is not installed (apt-get install strace)");
+        return Ok(Vec::new());
+    }
+    let programs = &Programs::find(&ctx.bins)?;
     let scratch = std::env::temp_dir().join(format!("measure-bulk-{}", std::process::id()));
     // System calls per MiB, by client, then by kind.
     let mut per_mib = Vec::new();

@@ -102,7 +102,12 @@ fn main() {
             "dispatch" => dispatch::run(&ctx),
             "idle" => idle::run(&ctx),
             "fairness" => fairness::run(&ctx),
-            "syscalls" => syscalls::run(&ctx),
+            // Bulk counts with syscalls' tracing, and runs after it: bulk
+            // imports syscalls, and not the other way round.
+            "syscalls" => syscalls::run(&ctx).and_then(|mut goals| {
+                goals.extend(bulk::run(&ctx)?);
+                Ok(goals)
+            }),
             "scale" => scale::run(&ctx),
             _ => unreachable!("checked above"),
         };
