@@ -1,0 +1,415 @@
+//! The `server` example, run as a child process (this test binary started
+//! again, running only `server_child`), so that a test can lower its limit
+//! on open files, count its threads in /proc, and see it exit.
+
+mod support;
+
+#[path = "../examples/server/accept.rs"]
+mod accept;
+#[path = "../examples/server/cli.rs"]
+mod cli;
+#[path = "../examples/server/connection.rs"]
+mod connection;
+#[path = "../examples/server/server.rs"]
+mod server;
+#[path = "../examples/server/timers.rs"]
+mod timers;
+#[path = "../examples/server/worker.rs"]
+mod worker;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use d_ready_list::client::{self, Budget, Config};
+use support::{PATIENCE, wait_until};
+
+/// What the child reads its command line from.
+const CHILD_ARGS: &str = "SERVER_TEST_CHILD_ARGS";
+
+/// The server itself, when this binary is started by `Server::start`;
+/// otherwise it does nothing.
+#[test]
+#[ignore = "the server child process, started by the other tests"]
+fn server_child() {
+    let Ok(args) = std::env::var(CHILD_ARGS) else {
+        return;
+    };
+    let options = cli::parse(args.split_whitespace().map(String::from))
+        .expect("the test's command line parses")
+        .expect("not --help");
+    let _ = d_ready_list::raise_fd_limit();
+    let code = match server::run(&options, &mut io::stdout()) {
+        Ok(_) => 0,
+        Err(error) => {
+            eprintln!("server: {error}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// One worker's line of the server's report.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct WorkerReport {
+    accepted: u64,
+    answered: u64,
+    bad_requests: u64,
+    failed: u64,
+    accept_calls: u64,
+    wakeups: u64,
+    out_of_fds: u64,
+}
+
+/// A server child process, stopped (stdin closed) when dropped.
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(args: &str) -> Server {
+        Server::start_with(args, None)
+    }
+
+    /// Starts the server with `args`, and at most `nofile` open files if
+    /// given, and waits for the line that says where it listens.
+    fn start_with(args: &str, nofile: Option<u64>) -> Server {
+        let mut command = Command::new(std::env::current_exe().expect("current_exe"));
+        command
+            .args(["server_child", "--exact", "--ignored", "--nocapture"])
+            .args(["--test-threads=1", "--quiet"])
+            // Never outlives the test, even if the test is killed.
+            .env(CHILD_ARGS, format!("--port 0 --deadline 60 {args}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(nofile) = nofile {
+            // SAFETY: the closure runs in the child between fork and exec,
+            // where only async-signal-safe calls are allowed: it calls
+            // setrlimit, which is one, and allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("start the server child");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let stderr = Arc::clone(&stderr);
+            thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr_pipe.read_to_string(&mut text);
+                *stderr.lock().unwrap() = text;
+            });
+        }
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = lines
+                .recv_timeout(PATIENCE)
+                .expect("the server says where it listens");
+            if let Some(rest) = line.strip_prefix("server: listening on ") {
+                let addr = rest.split_whitespace().next().expect("an address");
+                break addr.parse().expect("a socket address");
+            }
+        };
+        Server {
+            child,
+            stdin,
+            addr,
+            lines,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes the server's stdin, which stops it, and returns its exit
+    /// status, each worker's report and what it said on stderr.
+    fn stop(mut self) -> (ExitStatus, Vec<WorkerReport>, String) {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                break status;
+            }
+            assert!(start.elapsed() < PATIENCE, "the server did not stop");
+            thread::sleep(Duration::from_millis(5));
+        };
+        let mut reports = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
+            if line.starts_with("accepted per worker:") {
+                break;
+            }
+            if line.starts_with("worker ") {
+                reports.push(parse_report(&line));
+            }
+        }
+        // The reader thread ends with the pipe; give it its moment.
+        let mut stderr = String::new();
+        wait_until(PATIENCE, "server stderr read", || {
+            stderr = self.stderr.lock().unwrap().clone();
+            Arc::strong_count(&self.stderr) == 1
+        });
+        (status, reports, stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only when a test failed before `stop`: the child is ours.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_report(line: &str) -> WorkerReport {
+    let numbers: Vec<u64> = line
+        .split(", ")
+        .map(|part| {
+            let word = part.rsplit(' ').next().expect("a number");
+            word.parse()
+                .unwrap_or_else(|_| panic!("a number in {line:?}"))
+        })
+        .collect();
+    let [
+        accepted,
+        answered,
+        bad_requests,
+        failed,
+        accept_calls,
+        wakeups,
+        out_of_fds,
+    ] = numbers[..]
+    else {
+        panic!("an unexpected report line: {line:?}");
+    };
+    WorkerReport {
+        accepted,
+        answered,
+        bad_requests,
+        failed,
+        accept_calls,
+        wakeups,
+        out_of_fds,
+    }
+}
+
+fn total(reports: &[WorkerReport], field: fn(&WorkerReport) -> u64) -> u64 {
+    reports.iter().map(field).sum()
+}
+
+/// Sends a request for `path` on a new connection.
+fn request(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect to the server");
+    let head = d_ready_list::http::request(path, &addr.to_string());
+    stream.write_all(head.as_bytes()).expect("send the request");
+    stream
+}
+
+/// Reads a whole answer, to the server's close: its status and body.
+fn answer(mut stream: TcpStream) -> io::Result<(u16, String)> {
+    stream.set_read_timeout(Some(PATIENCE))?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other(format!("no whole head in {text:?}")))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no status in {head:?}")))?;
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .and_then(|length| length.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no length in {head:?}")))?;
+    assert_eq!(body.len(), length, "the body has the length the head says");
+    Ok((status, body.to_string()))
+}
+
+/// How many file descriptors process `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// The `Threads:` line of /proc/PID/status.
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads line")
+}
+
+/// Tests that keep a core busy: two at once, on a two-core machine, would
+/// make each other late.
+static ONE_HEAVY_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    ONE_HEAVY_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ANCHOR: clients
+/// Chapter 4's client, pointed at the server, gets every answer, each
+/// after its own delay, whichever way the workers share the port.
+#[test]
+fn chapter_4s_client_gets_every_answer_in_both_listener_modes() {
+    for mode in ["shared", "reuseport"] {
+        let server = Server::start(&format!("--workers 2 --listener {mode}"));
+        let options = d_ready_list::cli::Options {
+            requests: 40,
+            scale: 0.01,
+            ..Default::default()
+        };
+        let config = Config {
+            addr: server.addr,
+            paths: options.paths(),
+            deadline: PATIENCE,
+            workers: 2,
+            hedge: false,
+            endless: false,
+            max_open: 0,
+            budget: Budget::default(),
+        };
+        let summary = client::run(&config, &mut io::sink()).expect("every request is answered");
+        assert_eq!(summary.completed.len(), 40);
+        for done in &summary.completed {
+            let delay_ms: u64 = done.path.split('/').nth(1).unwrap().parse().unwrap();
+            assert!(
+                done.elapsed >= Duration::from_millis(delay_ms),
+                "{} answered after {:?}",
+                done.path,
+                done.elapsed
+            );
+            assert_eq!(
+                done.body,
+                done.path.rsplit('/').next().unwrap().as_bytes(),
+                "each answer is its own request's"
+            );
+        }
+        let (status, reports, _) = server.stop();
+        assert!(status.success(), "{mode}: {status}");
+        assert_eq!(reports.len(), 2);
+        assert_eq!(total(&reports, |r| r.accepted), 40, "{mode}: {reports:?}");
+        assert_eq!(total(&reports, |r| r.answered), 40, "{mode}: {reports:?}");
+    }
+}
+// ANCHOR_END: clients
+
+#[test]
+fn bad_requests_are_answered_400_and_the_server_goes_on() {
+    let server = Server::start("--workers 1");
+    let mut post = TcpStream::connect(server.addr).unwrap();
+    post.write_all(b"POST /1/x HTTP/1.1\r\n\r\n").unwrap();
+    let mut garbage = TcpStream::connect(server.addr).unwrap();
+    garbage.write_all(b"\x00\x01 not http\r\n\r\n").unwrap();
+    assert_eq!(answer(post).unwrap().0, 400);
+    assert_eq!(answer(garbage).unwrap().0, 400);
+    assert_eq!(answer(request(server.addr, "/nowhere")).unwrap().0, 404);
+    let (status, body) = answer(request(server.addr, "/10/still%20here")).unwrap();
+    assert_eq!((status, body.as_str()), (200, "still here"));
+    let (status, reports, _) = server.stop();
+    assert!(status.success());
+    assert_eq!(reports[0].bad_requests, 2, "{reports:?}");
+}
+
+// ANCHOR: black_box
+/// A client that resets, one that leaves before its answer, one that
+/// never reads an endless body, and a client process stopped with
+/// SIGSTOP: the others are answered, the server says one line for each
+/// that failed, and it stops cleanly.
+#[test]
+fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
+    let server = Server::start("--workers 1");
+    let reset = request(server.addr, "/100/reset");
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    drop(request(server.addr, "/100/leaves"));
+    let _never_reads = request(server.addr, "/endless");
+    let mut stopped = Command::new(env!("CARGO_BIN_EXE_d-ready-list"))
+        .args([
+            "--addr",
+            &server.addr.to_string(),
+            "-n",
+            "3",
+            "--scale",
+            "0.2",
+        ])
+        .args(["--endless"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chapter 4's client");
+    let pid = stopped.id() as libc::pid_t;
+    // SAFETY: kill takes no pointers; the pid is our own child's, not yet
+    // waited for, so it names that process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+
+    let (status, body) = answer(request(server.addr, "/300/others")).unwrap();
+    assert_eq!((status, body.as_str()), (200, "others"));
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let output = support::within(PATIENCE, "the stopped client", move || {
+        stopped.wait_with_output().unwrap()
+    });
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|line| line.starts_with("server: worker 0: ")),
+        "one clear line each: {stderr}"
+    );
+    // The reset fails; the one that left may have been written to before
+    // its close arrived. The others, and the stopped client's three, are
+    // answered.
+    assert!(reports[0].failed >= 1, "{reports:?}\n{stderr}");
+    assert!(reports[0].answered >= 4, "{reports:?}\n{stderr}");
+}
+// ANCHOR_END: black_box
