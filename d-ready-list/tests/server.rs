@@ -6,6 +6,8 @@ mod support;
 
 #[path = "../examples/server/accept.rs"]
 mod accept;
+// Its help text is for the example's `main`.
+#[allow(dead_code)]
 #[path = "../examples/server/cli.rs"]
 mod cli;
 #[path = "../examples/server/connection.rs"]
@@ -365,7 +367,7 @@ fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
     drop(reset);
     drop(request(server.addr, "/100/leaves"));
     let _never_reads = request(server.addr, "/endless");
-    let mut stopped = Command::new(env!("CARGO_BIN_EXE_d-ready-list"))
+    let stopped = Command::new(env!("CARGO_BIN_EXE_d-ready-list"))
         .args([
             "--addr",
             &server.addr.to_string(),
@@ -413,3 +415,284 @@ fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
     assert!(reports[0].answered >= 4, "{reports:?}\n{stderr}");
 }
 // ANCHOR_END: black_box
+
+// ANCHOR: emfile
+/// More clients than the server has descriptors for: accepting stops at
+/// `EMFILE` and starts again when a connection closes, so every client is
+/// answered, and `accept4` is called a few times per connection, not as
+/// fast as the loop can spin.
+#[test]
+fn out_of_descriptors_pauses_accepting_without_a_spin() {
+    const CLIENTS: u64 = 40;
+    // Its own few (stdio, epolls, eventfd, listener), and room for about
+    // a dozen connections at a time.
+    let server = Server::start_with("--workers 1", Some(24));
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| request(server.addr, &format!("/200/client-{i}")))
+        .collect();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (status, body) = answer(stream).expect("every client is answered");
+        assert_eq!((status, body), (200, format!("client-{i}")));
+    }
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    let report = &reports[0];
+    assert!(
+        report.out_of_fds > 0,
+        "the limit was never reached: {report:?}"
+    );
+    assert_eq!(report.accepted, CLIENTS);
+    // One call per connection, one per empty queue or EMFILE each time
+    // the listener gets a turn: a listener edge or a close.
+    assert!(
+        report.accept_calls <= 3 * CLIENTS + 4,
+        "accept4 spun: {report:?}"
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|line| line.contains("Too many open files"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+// ANCHOR_END: emfile
+
+// ANCHOR: threads
+/// Thousands of connections wait for their delays at once, and the server
+/// has the same threads as when it started: the delays are deadlines in
+/// a timer queue, not sleeping threads. As many connections as the hard
+/// limit on open files allows, up to 10,000 (under `ulimit -n 1024`, a
+/// thousand or so); the measurements run it at 10,000.
+#[test]
+fn the_thread_count_stays_the_same_under_thousands_of_connections() {
+    let _alone = heavy();
+    let _ = d_ready_list::raise_fd_limit();
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(
+        // SAFETY: getrlimit writes one rlimit through a pointer to one.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    // Room for the test's other fds (other tests run beside this one).
+    let connections = (limit.rlim_cur.saturating_sub(200) as usize).min(10_000);
+    eprintln!("{connections} connections at once");
+    let server = Server::start("--workers 2");
+    let pid = server.pid();
+    let before = threads(pid);
+    let fds_before = open_fds(pid);
+    let streams: Vec<TcpStream> = (0..connections)
+        .map(|i| request(server.addr, &format!("/4000/c{i}")))
+        .collect();
+    wait_until(PATIENCE, "the server holds every connection", || {
+        open_fds(pid) >= fds_before + connections
+    });
+    let during = threads(pid);
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (status, body) = answer(stream).expect("every connection is answered");
+        assert_eq!((status, body), (200, format!("c{i}")));
+    }
+    assert_eq!(
+        during, before,
+        "threads before and with {connections} connections"
+    );
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(total(&reports, |r| r.answered), connections as u64);
+}
+// ANCHOR_END: threads
+
+// ANCHOR: starvation
+/// The small requests' delays, and how late past its delay each may be.
+const DELAYS_MS: [u64; 4] = [100, 200, 300, 400];
+const BOUND: Duration = Duration::from_millis(300);
+
+/// One client reads an endless body as fast as it can, another never
+/// reads its own, and small delayed requests come in beside them: each is
+/// answered within the bound of its delay, because a connection writes at
+/// most a budget's worth in its turn.
+#[test]
+fn an_endless_reader_does_not_starve_the_small_requests() {
+    let _alone = heavy();
+    let server = Server::start("--workers 1");
+    let _never_reads = request(server.addr, "/endless");
+    let stop = Arc::new(AtomicBool::new(false));
+    let read = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, read) = (Arc::clone(&stop), Arc::clone(&read));
+        let mut stream = request(server.addr, "/endless");
+        thread::spawn(move || {
+            let mut buffer = vec![0; 1 << 20];
+            while !stop.load(Ordering::Relaxed) {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read.fetch_add(n as u64, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    wait_until(PATIENCE, "the endless body flows", || {
+        read.load(Ordering::Relaxed) >= 1 << 20
+    });
+    let (done, answers) = mpsc::channel();
+    for (i, delay) in DELAYS_MS.into_iter().enumerate() {
+        let done = done.clone();
+        let stream = request(server.addr, &format!("/{delay}/small-{i}"));
+        let sent = Instant::now();
+        thread::spawn(move || {
+            let answered = answer(stream).map(|_| sent.elapsed());
+            let _ = done.send((i, answered));
+        });
+    }
+    let give_up =
+        Instant::now() + Duration::from_millis(DELAYS_MS[3]) + BOUND + Duration::from_secs(1);
+    let mut lateness = [None; DELAYS_MS.len()];
+    while lateness.contains(&None) {
+        let left = give_up.saturating_duration_since(Instant::now());
+        let Ok((i, Ok(elapsed))) = answers.recv_timeout(left) else {
+            break;
+        };
+        lateness[i] = Some(elapsed.saturating_sub(Duration::from_millis(DELAYS_MS[i])));
+    }
+    // The reader goes, so that a turn that never ends (the break) ends.
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let (status, _, stderr) = server.stop();
+    eprintln!("lateness past each delay: {lateness:?}");
+    for (i, late) in lateness.iter().enumerate() {
+        let late = late.unwrap_or_else(|| panic!("small request {i} was not answered in time"));
+        assert!(late <= BOUND, "small request {i} was {late:?} late");
+    }
+    assert!(status.success(), "{stderr}");
+}
+// ANCHOR_END: starvation
+
+// ANCHOR: cleanup
+/// A client resets while it waits for its delay; the next client is given
+/// its slot, and so its token. The reset client's deadline must have gone
+/// with it: the new client is answered at its own time, not the old one's.
+#[test]
+fn a_reset_client_leaves_no_deadline_behind_in_its_slot() {
+    let server = Server::start("--workers 1");
+    let pid = server.pid();
+    let fds = open_fds(pid);
+    let old = request(server.addr, "/200/old");
+    let old_port = old.local_addr().unwrap().port();
+    wait_until(PATIENCE, "the server has read the old request", || {
+        receive_queue(server.addr.port(), old_port) == Some(0)
+    });
+    socket2::SockRef::from(&old)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(old);
+    wait_until(PATIENCE, "the server has closed the old connection", || {
+        open_fds(pid) == fds
+    });
+    let sent = Instant::now();
+    let (status, body) = answer(request(server.addr, "/1500/new")).unwrap();
+    let elapsed = sent.elapsed();
+    assert_eq!((status, body.as_str()), (200, "new"));
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "answered after {elapsed:?}, at the old client's deadline"
+    );
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(reports[0].failed, 1, "{reports:?} {stderr}");
+}
+// ANCHOR_END: cleanup
+
+/// Bytes not yet read by the server on its end of the connection from
+/// `client_port`, from the kernel's table of TCP sockets; `None` while it
+/// has no such socket.
+fn receive_queue(server_port: u16, client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+        if port(fields[1])? != server_port || port(fields[2])? != client_port {
+            return None;
+        }
+        u64::from_str_radix(fields[4].split(':').nth(1)?, 16).ok()
+    })
+}
+
+// ANCHOR: herd
+/// Four workers watch one shared listener, and connections come one at a
+/// time while all four wait. With `EPOLLEXCLUSIVE` one worker wakes for
+/// each, now and then two; without it all four would. A wake shows in
+/// /proc as a voluntary context switch of the thread that slept: without
+/// `EPOLLEXCLUSIVE` the three that find nothing to accept still wake (the
+/// kernel checks the listener again and sends them back to sleep, so
+/// no `accept4` of theirs shows it).
+#[test]
+fn a_shared_listener_wakes_about_one_worker_per_connection() {
+    const CONNECTIONS: usize = 50;
+    let _alone = heavy();
+    let server = Server::start("--workers 4 --listener shared");
+    let pid = server.pid();
+    // A thread takes its name once it runs.
+    let mut workers = Vec::new();
+    wait_until(PATIENCE, "four named workers", || {
+        workers = worker_threads(pid);
+        workers.len() == 4
+    });
+    let fds = open_fds(pid);
+    let before: u64 = workers.iter().map(|&tid| switches(pid, tid)).sum();
+    let mut open = Vec::new();
+    for i in 0..CONNECTIONS {
+        // Connected, and nothing sent: each connection wakes workers only
+        // for itself, and they are all asleep before the next one comes.
+        open.push(TcpStream::connect(server.addr).unwrap());
+        wait_until(PATIENCE, "the connection is accepted", || {
+            open_fds(pid) == fds + i + 1
+        });
+        wait_until(PATIENCE, "every worker sleeps", || {
+            workers.iter().all(|&tid| sleeping(pid, tid))
+        });
+    }
+    let wakes: u64 = workers.iter().map(|&tid| switches(pid, tid)).sum::<u64>() - before;
+    eprintln!("{wakes} worker wake-ups for {CONNECTIONS} connections");
+    drop(open);
+    let (status, _, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        wakes <= 2 * CONNECTIONS as u64,
+        "a herd: {wakes} wake-ups for {CONNECTIONS} connections"
+    );
+}
+// ANCHOR_END: herd
+
+/// The thread ids of the server's workers (threads named `worker-N`).
+fn worker_threads(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc task")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|tid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|name| name.starts_with("worker-"))
+        })
+        .collect()
+}
+
+/// How often thread `tid` has gone to sleep of its own accord.
+fn switches(pid: u32, tid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a voluntary_ctxt_switches line")
+}
+
+/// Whether thread `tid` is asleep (state S), as in a wait.
+fn sleeping(pid: u32, tid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('S'))
+    })
+}
