@@ -5,6 +5,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr;
+use std::sync::Arc;
 
 use d_ready_list::{Poll, Token, ffi};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -19,24 +20,25 @@ const BACKLOG: i32 = 4096;
 
 // ANCHOR: listeners
 /// The listening sockets, one per worker: the same shared socket for every
-/// worker, or one `SO_REUSEPORT` socket each, all bound to one port.
+/// worker (shared by `Arc`, not duplicated: one fd, and no `fcntl` to
+/// duplicate it), or one `SO_REUSEPORT` socket each, all bound to one port.
 pub fn listeners(
     addr: SocketAddr,
     workers: usize,
     mode: ListenerMode,
-) -> io::Result<Vec<TcpListener>> {
+) -> io::Result<Vec<Arc<TcpListener>>> {
     match mode {
         ListenerMode::Shared => {
-            let listener = listen(addr, false)?;
-            (0..workers).map(|_| listener.try_clone()).collect()
+            let listener = Arc::new(listen(addr, false)?);
+            Ok(vec![listener; workers])
         }
         ListenerMode::ReusePort => {
             let first = listen(addr, true)?;
             // Port 0 picked a port for the first socket: the others join it.
             let addr = first.local_addr()?;
-            let mut all = vec![first];
+            let mut all = vec![Arc::new(first)];
             for _ in 1..workers {
-                all.push(listen(addr, true)?);
+                all.push(Arc::new(listen(addr, true)?));
             }
             Ok(all)
         }

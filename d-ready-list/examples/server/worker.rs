@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use d_ready_list::slab::Slab;
@@ -53,7 +54,7 @@ pub struct Worker {
     id: usize,
     poll: Poll,
     events: Events,
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     connections: Slab<Connection>,
     /// Connections with work to do, and the listener when it has
     /// connections to accept, in the order they get their turns.
@@ -75,7 +76,7 @@ impl Worker {
     /// A worker for `listener`, and the waker that stops it.
     pub fn new(
         id: usize,
-        listener: TcpListener,
+        listener: Arc<TcpListener>,
         shared: bool,
         max_open: usize,
     ) -> io::Result<(Worker, Waker)> {
