@@ -577,10 +577,13 @@ fn an_endless_reader_does_not_starve_the_small_requests() {
 /// with it: the new client is answered at its own time, not the old one's.
 #[test]
 fn a_reset_client_leaves_no_deadline_behind_in_its_slot() {
+    // Reading /proc/net/tcp beside the heavy tests' thousands of sockets
+    // is slow; the old client must be reset well before its deadline.
+    let _alone = heavy();
     let server = Server::start("--workers 1");
     let pid = server.pid();
     let fds = open_fds(pid);
-    let old = request(server.addr, "/200/old");
+    let old = request(server.addr, "/3000/old");
     let old_port = old.local_addr().unwrap().port();
     wait_until(PATIENCE, "the server has read the old request", || {
         receive_queue(server.addr.port(), old_port) == Some(0)
@@ -590,18 +593,20 @@ fn a_reset_client_leaves_no_deadline_behind_in_its_slot() {
         .unwrap();
     drop(old);
     wait_until(PATIENCE, "the server has closed the old connection", || {
-        open_fds(pid) == fds
+        open_fds(pid) <= fds
     });
     let sent = Instant::now();
-    let (status, body) = answer(request(server.addr, "/1500/new")).unwrap();
+    let (status, body) = answer(request(server.addr, "/4500/new")).unwrap();
     let elapsed = sent.elapsed();
     assert_eq!((status, body.as_str()), (200, "new"));
     assert!(
-        elapsed >= Duration::from_millis(1500),
+        elapsed >= Duration::from_millis(4500),
         "answered after {elapsed:?}, at the old client's deadline"
     );
     let (status, reports, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
+    // The old client was reset before its answer went out: otherwise it
+    // left no deadline behind, and the test proved nothing.
     assert_eq!(reports[0].failed, 1, "{reports:?} {stderr}");
 }
 // ANCHOR_END: cleanup
@@ -649,7 +654,7 @@ fn a_shared_listener_wakes_about_one_worker_per_connection() {
         // for itself, and they are all asleep before the next one comes.
         open.push(TcpStream::connect(server.addr).unwrap());
         wait_until(PATIENCE, "the connection is accepted", || {
-            open_fds(pid) == fds + i + 1
+            open_fds(pid) > fds + i
         });
         wait_until(PATIENCE, "every worker sleeps", || {
             workers.iter().all(|&tid| sleeping(pid, tid))

@@ -58,6 +58,7 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Stats>, Error>
         wakers.push(waker);
         threads.push(thread);
     }
+    let stop = StopSignal::new(options.deadline).map_err(Error::Setup)?;
     let mode = if shared {
         "shared, EPOLLEXCLUSIVE"
     } else {
@@ -71,7 +72,7 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Stats>, Error>
     .and_then(|()| out.flush())
     .map_err(Error::Output)?;
 
-    let waited = wait_for_stop(options.deadline);
+    let waited = stop.wait();
     for waker in &wakers {
         // A worker that already stopped on an error is reported below.
         let _ = waker.wake();
@@ -111,34 +112,54 @@ fn report(all: &[Stats], out: &mut impl Write) -> io::Result<()> {
 }
 
 // ANCHOR: wait_for_stop
-/// Blocks until stdin reaches its end (Ctrl-D, or the program that started
-/// the server closed its end of the pipe) or the deadline passes, on an
-/// epoll of its own. A stdin that epoll cannot watch (a regular file or
-/// /dev/null, which are always ready) leaves the deadline alone, or the
-/// server runs until it is killed.
-fn wait_for_stop(deadline: Option<Duration>) -> io::Result<()> {
+/// What stops the server: stdin reaching its end (Ctrl-D, or the program
+/// that started the server closed its end of the pipe) or the deadline,
+/// watched on an epoll of its own. A stdin that epoll cannot watch (a
+/// regular file or /dev/null, which are always ready) leaves the deadline
+/// alone, or the server runs until it is killed. Made before the server
+/// says it listens, so that from then on it opens no descriptor of its own.
+struct StopSignal {
+    poll: Poll,
+    watching: bool,
+    end: Option<Instant>,
+}
+
+impl StopSignal {
     const STDIN: Token = Token(0);
-    let end = deadline.map(|deadline| Instant::now() + deadline);
-    let poll = Poll::new()?;
-    let stdin = io::stdin();
-    let watching = poll
-        .registry()
-        .register(&stdin, STDIN, Interest::READABLE)
-        .is_ok();
-    let mut events = Events::with_capacity(1);
-    loop {
-        let left = end.map(|end| end.saturating_duration_since(Instant::now()));
-        if left == Some(Duration::ZERO) {
-            return Ok(());
-        }
-        poll.poll(&mut events, left)?;
-        if watching && !events.is_empty() {
-            let mut buffer = [0; 4096];
-            match stdin.lock().read(&mut buffer) {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Ok(()),
+
+    fn new(deadline: Option<Duration>) -> io::Result<StopSignal> {
+        let poll = Poll::new()?;
+        let watching = poll
+            .registry()
+            .register(&io::stdin(), StopSignal::STDIN, Interest::READABLE)
+            .is_ok();
+        Ok(StopSignal {
+            poll,
+            watching,
+            end: deadline.map(|deadline| Instant::now() + deadline),
+        })
+    }
+
+    /// Blocks until stdin ends or the deadline passes.
+    fn wait(self) -> io::Result<()> {
+        let stdin = io::stdin();
+        let mut events = Events::with_capacity(1);
+        loop {
+            let left = self
+                .end
+                .map(|end| end.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(());
+            }
+            self.poll.poll(&mut events, left)?;
+            if self.watching && !events.is_empty() {
+                let mut buffer = [0; 4096];
+                match stdin.lock().read(&mut buffer) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Ok(()),
+                }
             }
         }
     }
