@@ -63,6 +63,7 @@ impl Contender {
 
 /// The programs this measurement starts.
 struct Programs {
+    chapters: PathBuf,
     client: PathBuf,
     ours: PathBuf,
     axum: PathBuf,
@@ -73,6 +74,7 @@ impl Programs {
     fn find(bins: &Path) -> io::Result<Programs> {
         let examples = bins.join("examples");
         let programs = Programs {
+            chapters: bins.to_path_buf(),
             client: bins.join("d-ready-list"),
             ours: examples.join("server"),
             axum: examples.join("axum_server"),
@@ -351,6 +353,9 @@ pub fn run(ctx: &Context) -> io::Result<Vec<Goal>> {
     let mut goals = goals(&runs, requests);
     let mut text = table(&runs, requests, &goals);
 
+    let (every, every_goal) = every_chapter(&programs)?;
+    text.push_str(&every);
+    goals.push(every_goal);
     let spread = spread(ctx, &programs)?;
     text.push_str(&spread);
     let (traced, mut traced_goals) = syscalls(ctx, &programs)?;
@@ -493,6 +498,59 @@ fn table(runs: &[Run], requests: usize, goals: &[Goal]) -> String {
     text
 }
 
+/// Every chapter's client, pointed at chapter 4's server with `--addr`:
+/// how many of its requests each one reports answered.
+fn every_chapter(programs: &Programs) -> io::Result<(String, Goal)> {
+    const CHAPTERS: [&str; 4] = ["a-epoll", "b-edge-triggered", "c-oneshot", "d-ready-list"];
+    const EACH: usize = 100;
+    let (server, args) = programs.server(Contender::Chapter4, "shared", 2);
+    let running = Running::start(Command::new(server).args(args))?;
+    let mut rows = Vec::new();
+    let mut all = true;
+    for chapter in CHAPTERS {
+        let output = Command::new(programs.chapters.join(chapter))
+            .args([
+                "--addr",
+                &running.addr,
+                "-n",
+                &EACH.to_string(),
+                "--scale",
+                "0.01",
+            ])
+            .stdin(Stdio::null())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // The summary line: "N responses in T ms on W threads".
+        let answered = stdout
+            .lines()
+            .find_map(|line| line.split_once(" responses in "))
+            .and_then(|(n, _)| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        all &= output.status.success() && answered == EACH;
+        rows.push(vec![
+            chapter.to_string(),
+            format!("{answered} of {EACH}"),
+            output.status.to_string(),
+        ]);
+    }
+    running.stop()?;
+    let goal = Goal {
+        measurement: "server",
+        name: "server: every chapter's client gets every answer from chapter 4's server".into(),
+        wanted: "all".into(),
+        measured: if all { "all".into() } else { "not all".into() },
+        verdict: if all { Verdict::Met } else { Verdict::Missed },
+    };
+    Ok((
+        format!(
+            "\nEach chapter's client with `--addr` pointed at chapter 4's server, \
+             {EACH} requests (`--scale 0.01`):\n\n{}",
+            output::table(&["client", "answered", "exit"], &rows)
+        ),
+        goal,
+    ))
+}
+
 // ANCHOR: spread
 /// How the connections of one run are shared among `SPREAD_WORKERS`
 /// workers, in each listener mode: unevenness is the busiest worker's
@@ -534,6 +592,25 @@ fn spread(ctx: &Context, programs: &Programs) -> io::Result<String> {
         "server-spread.csv",
         "listener,run,accepted_per_worker,unevenness",
         &rows_csv,
+    )?;
+    // The picture: each worker's count in the run of each mode whose
+    // unevenness is the median one.
+    let mut bars = Vec::new();
+    for mode in ["shared", "reuseport"] {
+        let mut runs: Vec<&(&str, String, f64)> = rows.iter().filter(|r| r.0 == mode).collect();
+        runs.sort_by(|a, b| a.2.total_cmp(&b.2));
+        if let Some((_, counts, _)) = runs.get(runs.len() / 2) {
+            for (worker, count) in counts.split(" / ").enumerate() {
+                bars.push((format!("{mode} {worker}"), count.parse().unwrap_or(0.0)));
+            }
+        }
+    }
+    crate::plot::bars(
+        &ctx.out.join("server-spread.svg"),
+        &format!(
+            "Connections accepted by each of {SPREAD_WORKERS} workers, of {requests} (median run)"
+        ),
+        &bars,
     )?;
     let mut table_rows = Vec::new();
     for mode in ["shared", "reuseport"] {
