@@ -701,3 +701,25 @@ fn sleeping(pid: u32, tid: u32) -> bool {
             .is_some_and(|(_, rest)| rest.starts_with('S'))
     })
 }
+
+// ANCHOR: half_request
+/// A client that sends half a request and then nothing: its socket is
+/// non-blocking from `accept4`, so the worker reads what there is, sees
+/// `WouldBlock`, and serves the next client, instead of waiting in `read`
+/// for the rest.
+#[test]
+fn a_client_that_sends_half_a_request_stalls_nobody() {
+    let server = Server::start("--workers 1");
+    let mut half = TcpStream::connect(server.addr).unwrap();
+    half.write_all(b"GET /10/half HTTP/1.1\r\nHo").unwrap();
+    let mut next = request(server.addr, "/10/next");
+    next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut bytes = Vec::new();
+    let read = next.read_to_end(&mut bytes);
+    assert!(read.is_ok(), "the next client was not answered: {read:?}");
+    assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\nnext"));
+    drop(half);
+    let (status, _, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+}
+// ANCHOR_END: half_request

@@ -795,6 +795,16 @@ pub const BREAKS: &[Break] = &[
         tests: &["server::out_of_descriptors_pauses_accepting_without_a_spin"],
     },
     Break {
+        id: "server-blocking-accept",
+        chapter: "d-ready-list",
+        file: "examples/server/accept.rs",
+        find: "                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,\n",
+        replace: "                libc::SOCK_CLOEXEC,\n",
+        mistake: "accepting a connection without `SOCK_NONBLOCK`",
+        claim: "a client that sends half a request cannot stall its worker",
+        tests: &["server::a_client_that_sends_half_a_request_stalls_nobody"],
+    },
+    Break {
         id: "server-emfile-spin",
         chapter: "d-ready-list",
         file: "examples/server/worker.rs",
