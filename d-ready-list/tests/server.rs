@@ -723,3 +723,30 @@ fn a_client_that_sends_half_a_request_stalls_nobody() {
     assert!(status.success(), "{stderr}");
 }
 // ANCHOR_END: half_request
+
+// ANCHOR: max_open
+/// With `--max-open 2`, a worker holds at most two connections; the rest
+/// wait in the accept queue. Ten requests of 300 ms each then take at
+/// least five rounds: no run can be faster, however fast the machine.
+#[test]
+fn max_open_keeps_the_rest_waiting_in_the_accept_queue() {
+    const CLIENTS: usize = 10;
+    let server = Server::start("--workers 1 --max-open 2");
+    let start = Instant::now();
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| request(server.addr, &format!("/300/c{i}")))
+        .collect();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (status, body) = answer(stream).expect("every client is answered");
+        assert_eq!((status, body), (200, format!("c{i}")));
+    }
+    let elapsed = start.elapsed();
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(reports[0].answered, CLIENTS as u64);
+    assert!(
+        elapsed >= Duration::from_millis(300 * CLIENTS as u64 / 2),
+        "ten answers in {elapsed:?}: more than two at a time"
+    );
+}
+// ANCHOR_END: max_open

@@ -825,6 +825,16 @@ pub const BREAKS: &[Break] = &[
         tests: &["server::a_shared_listener_wakes_about_one_worker_per_connection"],
     },
     Break {
+        id: "server-no-max-open",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "if self.max_open > 0 && self.connections.len() >= self.max_open {",
+        replace: "if false {",
+        mistake: "accepting every connection whatever `--max-open` says",
+        claim: "a worker holds at most `--max-open` connections; the rest wait in the accept queue",
+        tests: &["server::max_open_keeps_the_rest_waiting_in_the_accept_queue"],
+    },
+    Break {
         id: "server-no-budget",
         chapter: "d-ready-list",
         file: "examples/server/connection.rs",
