@@ -25,10 +25,13 @@ pub struct Break {
 
 impl Break {
     /// The book page whose "Break it" table lists this break: the chapter's,
-    /// or, for chapter 4's async example, the page about it.
+    /// or, for chapter 4's examples (the async client, the server), the
+    /// page about the example.
     pub fn page(&self) -> &'static str {
         if self.file.starts_with("examples/async_client/") {
             "events-to-futures"
+        } else if self.file.starts_with("examples/server/") {
+            "server-side"
         } else {
             self.chapter
         }
@@ -932,5 +935,76 @@ pub const BREAKS: &[Break] = &[
         mistake: "reading 4 KiB at a time",
         claim: "an answer already received is read 32 KiB at a time (reads counted where they are made)",
         tests: &["cleanup::an_answer_already_received_is_read_32_kib_at_a_time"],
+    },
+    // Chapter 4's server example (the server-side page).
+    Break {
+        id: "server-accept-once",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "                Accepted::Connection(stream) => self.add(stream)?,\n",
+        replace: "                Accepted::Connection(stream) => return self.add(stream),\n",
+        mistake: "accepting one connection per edge of an edge-triggered listener",
+        claim: "every connection in the accept queue is accepted, not only the one that made the edge",
+        tests: &["server::out_of_descriptors_pauses_accepting_without_a_spin"],
+    },
+    Break {
+        id: "server-blocking-accept",
+        chapter: "d-ready-list",
+        file: "examples/server/accept.rs",
+        find: "                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,\n",
+        replace: "                libc::SOCK_CLOEXEC,\n",
+        mistake: "accepting a connection without `SOCK_NONBLOCK`",
+        claim: "a client that sends half a request cannot stall its worker",
+        tests: &["server::a_client_that_sends_half_a_request_stalls_nobody"],
+    },
+    Break {
+        id: "server-emfile-spin",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "self.accept_paused = true; // until a close frees a descriptor",
+        replace: "self.queue_listener(); // try again at once",
+        mistake: "taking `EMFILE` for \"still ready\" and trying `accept` again at once",
+        claim: "a server out of descriptors waits for a close instead of spinning on `accept4`",
+        tests: &["server::out_of_descriptors_pauses_accepting_without_a_spin"],
+    },
+    Break {
+        id: "server-herd",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "accept::register_listener(&poll, &listener, LISTENER, shared)?;",
+        replace: "accept::register_listener(&poll, &listener, LISTENER, false)?;",
+        mistake: "a listener shared by several epolls without `EPOLLEXCLUSIVE`",
+        claim: "a connection to a shared listener wakes about one worker, not all of them",
+        tests: &["server::a_shared_listener_wakes_about_one_worker_per_connection"],
+    },
+    Break {
+        id: "server-no-max-open",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "if self.max_open > 0 && self.connections.len() >= self.max_open {",
+        replace: "if false {",
+        mistake: "accepting every connection whatever `--max-open` says",
+        claim: "a worker holds at most `--max-open` connections; the rest wait in the accept queue",
+        tests: &["server::max_open_keeps_the_rest_waiting_in_the_accept_queue"],
+    },
+    Break {
+        id: "server-no-budget",
+        chapter: "d-ready-list",
+        file: "examples/server/connection.rs",
+        find: "let mut left = budget;",
+        replace: "let mut left = usize::MAX;",
+        mistake: "writing an endless body until `WouldBlock` in one turn",
+        claim: "a client that reads an endless body as fast as it is made cannot starve the others",
+        tests: &["server::an_endless_reader_does_not_starve_the_small_requests"],
+    },
+    Break {
+        id: "server-stale-deadline",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "                self.timers.cancel(deadline, token);\n",
+        replace: "                let _ = deadline;\n",
+        mistake: "freeing a closed connection's slot with its deadline still in the timer queue",
+        claim: "the next client in a reset client's slot is answered at its own time",
+        tests: &["server::a_reset_client_leaves_no_deadline_behind_in_its_slot"],
     },
 ];

@@ -9,6 +9,7 @@
 //! from a run of the chapters' own code, recorded as the tool runs; each
 //! run is arranged so that what is drawn is the same every time.
 
+mod accept_queues;
 mod cleanup;
 mod lists;
 mod svg;
@@ -53,12 +54,13 @@ use std::process::ExitCode;
 type Draw = fn() -> io::Result<String>;
 
 /// Each picture: its file name, and how to draw it.
-const PICTURES: [(&str, Draw); 5] = [
+const PICTURES: [(&str, Draw); 6] = [
     ("epoll-lists.svg", || Ok(lists::draw())),
     ("triggers.svg", triggers::draw),
     ("turns.svg", turns::draw),
     ("cleanup.svg", || Ok(cleanup::draw())),
     ("timer-queue.svg", timer_queue::draw),
+    ("accept-queues.svg", || Ok(accept_queues::draw())),
 ];
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@
 //!
 //! Usage: cargo bench -p measure --bench measure -- [--only NAME,...]
 //!        [--quick] [--out DIR] | --redraw [--out DIR]
-//!   NAME: dispatch, idle, fairness, syscalls, scale (default: all)
+//!   NAME: dispatch, idle, fairness, syscalls, scale, server (default: all)
 //!   --quick: a reduced run, to try the tool; its tables say so
 //!   --out: write there instead of book/src/measurements
 //!   --redraw: measure nothing; draw the plots again from the CSV files
@@ -23,6 +23,7 @@ mod ports;
 mod processes;
 mod runs;
 mod scale;
+mod server;
 mod sys;
 mod syscalls;
 
@@ -35,7 +36,9 @@ fn default_bins() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release")
 }
 
-pub const ALL: [&str; 5] = ["dispatch", "idle", "fairness", "syscalls", "scale"];
+pub const ALL: [&str; 6] = [
+    "dispatch", "idle", "fairness", "syscalls", "scale", "server",
+];
 
 fn main() {
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
@@ -109,6 +112,7 @@ fn main() {
                 Ok(goals)
             }),
             "scale" => scale::run(&ctx),
+            "server" => server::run(&ctx),
             _ => unreachable!("checked above"),
         };
         match result {

@@ -1,0 +1,752 @@
+//! The `server` example, run as a child process (this test binary started
+//! again, running only `server_child`), so that a test can lower its limit
+//! on open files, count its threads in /proc, and see it exit.
+
+mod support;
+
+#[path = "../examples/server/accept.rs"]
+mod accept;
+// Its help text is for the example's `main`.
+#[allow(dead_code)]
+#[path = "../examples/server/cli.rs"]
+mod cli;
+#[path = "../examples/server/connection.rs"]
+mod connection;
+#[path = "../examples/server/server.rs"]
+mod server;
+#[path = "../examples/server/timers.rs"]
+mod timers;
+#[path = "../examples/server/worker.rs"]
+mod worker;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use d_ready_list::client::{self, Budget, Config};
+use support::{PATIENCE, wait_until};
+
+/// What the child reads its command line from.
+const CHILD_ARGS: &str = "SERVER_TEST_CHILD_ARGS";
+
+/// The server itself, when this binary is started by `Server::start`;
+/// otherwise it does nothing.
+#[test]
+#[ignore = "the server child process, started by the other tests"]
+fn server_child() {
+    let Ok(args) = std::env::var(CHILD_ARGS) else {
+        return;
+    };
+    let options = cli::parse(args.split_whitespace().map(String::from))
+        .expect("the test's command line parses")
+        .expect("not --help");
+    let _ = d_ready_list::raise_fd_limit();
+    let code = match server::run(&options, &mut io::stdout()) {
+        Ok(_) => 0,
+        Err(error) => {
+            eprintln!("server: {error}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// One worker's line of the server's report.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct WorkerReport {
+    accepted: u64,
+    answered: u64,
+    bad_requests: u64,
+    failed: u64,
+    accept_calls: u64,
+    wakeups: u64,
+    out_of_fds: u64,
+}
+
+/// A server child process, stopped (stdin closed) when dropped.
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(args: &str) -> Server {
+        Server::start_with(args, None)
+    }
+
+    /// Starts the server with `args`, and at most `nofile` open files if
+    /// given, and waits for the line that says where it listens.
+    fn start_with(args: &str, nofile: Option<u64>) -> Server {
+        let mut command = Command::new(std::env::current_exe().expect("current_exe"));
+        command
+            .args(["server_child", "--exact", "--ignored", "--nocapture"])
+            .args(["--test-threads=1", "--quiet"])
+            // Never outlives the test, even if the test is killed.
+            .env(CHILD_ARGS, format!("--port 0 --deadline 60 {args}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(nofile) = nofile {
+            // SAFETY: the closure runs in the child between fork and exec,
+            // where only async-signal-safe calls are allowed: it calls
+            // setrlimit, which is one, and allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("start the server child");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let stderr = Arc::clone(&stderr);
+            thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr_pipe.read_to_string(&mut text);
+                *stderr.lock().unwrap() = text;
+            });
+        }
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = lines
+                .recv_timeout(PATIENCE)
+                .expect("the server says where it listens");
+            if let Some(rest) = line.strip_prefix("server: listening on ") {
+                let addr = rest.split_whitespace().next().expect("an address");
+                break addr.parse().expect("a socket address");
+            }
+        };
+        Server {
+            child,
+            stdin,
+            addr,
+            lines,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes the server's stdin, which stops it, and returns its exit
+    /// status, each worker's report and what it said on stderr.
+    fn stop(mut self) -> (ExitStatus, Vec<WorkerReport>, String) {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                break status;
+            }
+            assert!(start.elapsed() < PATIENCE, "the server did not stop");
+            thread::sleep(Duration::from_millis(5));
+        };
+        let mut reports = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
+            if line.starts_with("accepted per worker:") {
+                break;
+            }
+            if line.starts_with("worker ") {
+                reports.push(parse_report(&line));
+            }
+        }
+        // The reader thread ends with the pipe; give it its moment.
+        let mut stderr = String::new();
+        wait_until(PATIENCE, "server stderr read", || {
+            stderr = self.stderr.lock().unwrap().clone();
+            Arc::strong_count(&self.stderr) == 1
+        });
+        (status, reports, stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only when a test failed before `stop`: the child is ours.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_report(line: &str) -> WorkerReport {
+    let numbers: Vec<u64> = line
+        .split(", ")
+        .map(|part| {
+            let word = part.rsplit(' ').next().expect("a number");
+            word.parse()
+                .unwrap_or_else(|_| panic!("a number in {line:?}"))
+        })
+        .collect();
+    let [
+        accepted,
+        answered,
+        bad_requests,
+        failed,
+        accept_calls,
+        wakeups,
+        out_of_fds,
+    ] = numbers[..]
+    else {
+        panic!("an unexpected report line: {line:?}");
+    };
+    WorkerReport {
+        accepted,
+        answered,
+        bad_requests,
+        failed,
+        accept_calls,
+        wakeups,
+        out_of_fds,
+    }
+}
+
+fn total(reports: &[WorkerReport], field: fn(&WorkerReport) -> u64) -> u64 {
+    reports.iter().map(field).sum()
+}
+
+/// Sends a request for `path` on a new connection.
+fn request(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect to the server");
+    let head = d_ready_list::http::request(path, &addr.to_string());
+    stream.write_all(head.as_bytes()).expect("send the request");
+    stream
+}
+
+/// Reads a whole answer, to the server's close: its status and body.
+fn answer(mut stream: TcpStream) -> io::Result<(u16, String)> {
+    stream.set_read_timeout(Some(PATIENCE))?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other(format!("no whole head in {text:?}")))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no status in {head:?}")))?;
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .and_then(|length| length.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no length in {head:?}")))?;
+    assert_eq!(body.len(), length, "the body has the length the head says");
+    Ok((status, body.to_string()))
+}
+
+/// How many file descriptors process `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// The `Threads:` line of /proc/PID/status.
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads line")
+}
+
+/// Tests that keep a core busy: two at once, on a two-core machine, would
+/// make each other late.
+static ONE_HEAVY_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    ONE_HEAVY_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ANCHOR: clients
+/// Chapter 4's client, pointed at the server, gets every answer, each
+/// after its own delay, whichever way the workers share the port.
+#[test]
+fn chapter_4s_client_gets_every_answer_in_both_listener_modes() {
+    for mode in ["shared", "reuseport"] {
+        let server = Server::start(&format!("--workers 2 --listener {mode}"));
+        let options = d_ready_list::cli::Options {
+            requests: 40,
+            scale: 0.01,
+            ..Default::default()
+        };
+        let config = Config {
+            addr: server.addr,
+            paths: options.paths(),
+            deadline: PATIENCE,
+            workers: 2,
+            hedge: false,
+            endless: false,
+            max_open: 0,
+            budget: Budget::default(),
+        };
+        let summary = client::run(&config, &mut io::sink()).expect("every request is answered");
+        assert_eq!(summary.completed.len(), 40);
+        for done in &summary.completed {
+            let delay_ms: u64 = done.path.split('/').nth(1).unwrap().parse().unwrap();
+            assert!(
+                done.elapsed >= Duration::from_millis(delay_ms),
+                "{} answered after {:?}",
+                done.path,
+                done.elapsed
+            );
+            assert_eq!(
+                done.body,
+                done.path.rsplit('/').next().unwrap().as_bytes(),
+                "each answer is its own request's"
+            );
+        }
+        let (status, reports, _) = server.stop();
+        assert!(status.success(), "{mode}: {status}");
+        assert_eq!(reports.len(), 2);
+        assert_eq!(total(&reports, |r| r.accepted), 40, "{mode}: {reports:?}");
+        assert_eq!(total(&reports, |r| r.answered), 40, "{mode}: {reports:?}");
+    }
+}
+// ANCHOR_END: clients
+
+#[test]
+fn bad_requests_are_answered_400_and_the_server_goes_on() {
+    let server = Server::start("--workers 1");
+    let mut post = TcpStream::connect(server.addr).unwrap();
+    post.write_all(b"POST /1/x HTTP/1.1\r\n\r\n").unwrap();
+    let mut garbage = TcpStream::connect(server.addr).unwrap();
+    garbage.write_all(b"\x00\x01 not http\r\n\r\n").unwrap();
+    assert_eq!(answer(post).unwrap().0, 400);
+    assert_eq!(answer(garbage).unwrap().0, 400);
+    assert_eq!(answer(request(server.addr, "/nowhere")).unwrap().0, 404);
+    let (status, body) = answer(request(server.addr, "/10/still%20here")).unwrap();
+    assert_eq!((status, body.as_str()), (200, "still here"));
+    let (status, reports, _) = server.stop();
+    assert!(status.success());
+    assert_eq!(reports[0].bad_requests, 2, "{reports:?}");
+}
+
+// ANCHOR: black_box
+/// A client that resets, one that leaves before its answer, one that
+/// never reads an endless body, and a client process stopped with
+/// SIGSTOP: the others are answered, the server says one line for each
+/// that failed, and it stops cleanly.
+#[test]
+fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
+    let server = Server::start("--workers 1");
+    let reset = request(server.addr, "/100/reset");
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    drop(request(server.addr, "/100/leaves"));
+    let _never_reads = request(server.addr, "/endless");
+    let stopped = Command::new(env!("CARGO_BIN_EXE_d-ready-list"))
+        .args([
+            "--addr",
+            &server.addr.to_string(),
+            "-n",
+            "3",
+            "--scale",
+            "0.2",
+        ])
+        .args(["--endless"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chapter 4's client");
+    let pid = stopped.id() as libc::pid_t;
+    // SAFETY: kill takes no pointers; the pid is our own child's, not yet
+    // waited for, so it names that process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+
+    let (status, body) = answer(request(server.addr, "/300/others")).unwrap();
+    assert_eq!((status, body.as_str()), (200, "others"));
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let output = support::within(PATIENCE, "the stopped client", move || {
+        stopped.wait_with_output().unwrap()
+    });
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|line| line.starts_with("server: worker 0: ")),
+        "one clear line each: {stderr}"
+    );
+    // The reset fails; the one that left may have been written to before
+    // its close arrived. The others, and the stopped client's three, are
+    // answered.
+    assert!(reports[0].failed >= 1, "{reports:?}\n{stderr}");
+    assert!(reports[0].answered >= 4, "{reports:?}\n{stderr}");
+}
+// ANCHOR_END: black_box
+
+// ANCHOR: emfile
+/// More clients than the server has descriptors for: accepting stops at
+/// `EMFILE` and starts again when a connection closes, so every client is
+/// answered, and `accept4` is called a few times per connection, not as
+/// fast as the loop can spin.
+#[test]
+fn out_of_descriptors_pauses_accepting_without_a_spin() {
+    const CLIENTS: u64 = 40;
+    // Its own few (stdio, epolls, eventfd, listener), and room for about
+    // a dozen connections at a time.
+    let server = Server::start_with("--workers 1", Some(24));
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| request(server.addr, &format!("/200/client-{i}")))
+        .collect();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (status, body) = answer(stream).expect("every client is answered");
+        assert_eq!((status, body), (200, format!("client-{i}")));
+    }
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    let report = &reports[0];
+    assert!(
+        report.out_of_fds > 0,
+        "the limit was never reached: {report:?}"
+    );
+    assert_eq!(report.accepted, CLIENTS);
+    // One call per connection, one per empty queue or EMFILE each time
+    // the listener gets a turn: a listener edge or a close.
+    assert!(
+        report.accept_calls <= 3 * CLIENTS + 4,
+        "accept4 spun: {report:?}"
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|line| line.contains("Too many open files"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+// ANCHOR_END: emfile
+
+// ANCHOR: threads
+/// Thousands of connections wait for their delays at once, and the server
+/// has the same threads as when it started: the delays are deadlines in
+/// a timer queue, not sleeping threads. As many connections as the hard
+/// limit on open files allows, up to 10,000 (under `ulimit -n 1024`, a
+/// thousand or so); the measurements run it at 10,000.
+#[test]
+fn the_thread_count_stays_the_same_under_thousands_of_connections() {
+    let _alone = heavy();
+    let _ = d_ready_list::raise_fd_limit();
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(
+        // SAFETY: getrlimit writes one rlimit through a pointer to one.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    // Room for the test's other fds (other tests run beside this one).
+    let connections = (limit.rlim_cur.saturating_sub(200) as usize).min(10_000);
+    eprintln!("{connections} connections at once");
+    let server = Server::start("--workers 2");
+    let pid = server.pid();
+    let before = threads(pid);
+    let fds_before = open_fds(pid);
+    let streams: Vec<TcpStream> = (0..connections)
+        .map(|i| request(server.addr, &format!("/4000/c{i}")))
+        .collect();
+    wait_until(PATIENCE, "the server holds every connection", || {
+        open_fds(pid) >= fds_before + connections
+    });
+    let during = threads(pid);
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (status, body) = answer(stream).expect("every connection is answered");
+        assert_eq!((status, body), (200, format!("c{i}")));
+    }
+    assert_eq!(
+        during, before,
+        "threads before and with {connections} connections"
+    );
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(total(&reports, |r| r.answered), connections as u64);
+}
+// ANCHOR_END: threads
+
+// ANCHOR: starvation
+/// The small requests' delays, and how late past its delay each may be.
+const DELAYS_MS: [u64; 4] = [100, 200, 300, 400];
+const BOUND: Duration = Duration::from_millis(300);
+
+/// One client reads an endless body as fast as it can, another never
+/// reads its own, and small delayed requests come in beside them: each is
+/// answered within the bound of its delay, because a connection writes at
+/// most a budget's worth in its turn.
+#[test]
+fn an_endless_reader_does_not_starve_the_small_requests() {
+    let _alone = heavy();
+    let server = Server::start("--workers 1");
+    let _never_reads = request(server.addr, "/endless");
+    let stop = Arc::new(AtomicBool::new(false));
+    let read = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, read) = (Arc::clone(&stop), Arc::clone(&read));
+        let mut stream = request(server.addr, "/endless");
+        thread::spawn(move || {
+            let mut buffer = vec![0; 1 << 20];
+            while !stop.load(Ordering::Relaxed) {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read.fetch_add(n as u64, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    wait_until(PATIENCE, "the endless body flows", || {
+        read.load(Ordering::Relaxed) >= 1 << 20
+    });
+    let (done, answers) = mpsc::channel();
+    for (i, delay) in DELAYS_MS.into_iter().enumerate() {
+        let done = done.clone();
+        let stream = request(server.addr, &format!("/{delay}/small-{i}"));
+        let sent = Instant::now();
+        thread::spawn(move || {
+            let answered = answer(stream).map(|_| sent.elapsed());
+            let _ = done.send((i, answered));
+        });
+    }
+    let give_up =
+        Instant::now() + Duration::from_millis(DELAYS_MS[3]) + BOUND + Duration::from_secs(1);
+    let mut lateness = [None; DELAYS_MS.len()];
+    while lateness.contains(&None) {
+        let left = give_up.saturating_duration_since(Instant::now());
+        let Ok((i, Ok(elapsed))) = answers.recv_timeout(left) else {
+            break;
+        };
+        lateness[i] = Some(elapsed.saturating_sub(Duration::from_millis(DELAYS_MS[i])));
+    }
+    // The reader goes, so that a turn that never ends (the break) ends.
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let (status, _, stderr) = server.stop();
+    eprintln!("lateness past each delay: {lateness:?}");
+    for (i, late) in lateness.iter().enumerate() {
+        let late = late.unwrap_or_else(|| panic!("small request {i} was not answered in time"));
+        assert!(late <= BOUND, "small request {i} was {late:?} late");
+    }
+    assert!(status.success(), "{stderr}");
+}
+// ANCHOR_END: starvation
+
+// ANCHOR: cleanup
+/// A client resets while it waits for its delay; the next client is given
+/// its slot, and so its token. The reset client's deadline must have gone
+/// with it: the new client is answered at its own time, not the old one's.
+#[test]
+fn a_reset_client_leaves_no_deadline_behind_in_its_slot() {
+    // Reading /proc/net/tcp beside the heavy tests' thousands of sockets
+    // is slow; the old client must be reset well before its deadline.
+    let _alone = heavy();
+    let server = Server::start("--workers 1");
+    let pid = server.pid();
+    let fds = open_fds(pid);
+    let old = request(server.addr, "/3000/old");
+    let old_port = old.local_addr().unwrap().port();
+    wait_until(PATIENCE, "the server has read the old request", || {
+        receive_queue(server.addr.port(), old_port) == Some(0)
+    });
+    socket2::SockRef::from(&old)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(old);
+    wait_until(PATIENCE, "the server has closed the old connection", || {
+        open_fds(pid) <= fds
+    });
+    let sent = Instant::now();
+    let (status, body) = answer(request(server.addr, "/4500/new")).unwrap();
+    let elapsed = sent.elapsed();
+    assert_eq!((status, body.as_str()), (200, "new"));
+    assert!(
+        elapsed >= Duration::from_millis(4500),
+        "answered after {elapsed:?}, at the old client's deadline"
+    );
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    // The old client was reset before its answer went out: otherwise it
+    // left no deadline behind, and the test proved nothing.
+    assert_eq!(reports[0].failed, 1, "{reports:?} {stderr}");
+}
+// ANCHOR_END: cleanup
+
+/// Bytes not yet read by the server on its end of the connection from
+/// `client_port`, from the kernel's table of TCP sockets; `None` while it
+/// has no such socket.
+fn receive_queue(server_port: u16, client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+        if port(fields[1])? != server_port || port(fields[2])? != client_port {
+            return None;
+        }
+        u64::from_str_radix(fields[4].split(':').nth(1)?, 16).ok()
+    })
+}
+
+// ANCHOR: herd
+/// Four workers watch one shared listener, and connections come one at a
+/// time while all four wait. With `EPOLLEXCLUSIVE` one worker wakes for
+/// each, now and then two; without it all four would. A wake shows in
+/// /proc as a voluntary context switch of the thread that slept: without
+/// `EPOLLEXCLUSIVE` the three that find nothing to accept still wake (the
+/// kernel checks the listener again and sends them back to sleep, so
+/// no `accept4` of theirs shows it).
+#[test]
+fn a_shared_listener_wakes_about_one_worker_per_connection() {
+    const CONNECTIONS: usize = 50;
+    let _alone = heavy();
+    let server = Server::start("--workers 4 --listener shared");
+    let pid = server.pid();
+    // A thread takes its name once it runs.
+    let mut workers = Vec::new();
+    wait_until(PATIENCE, "four named workers", || {
+        workers = worker_threads(pid);
+        workers.len() == 4
+    });
+    let fds = open_fds(pid);
+    let before: u64 = workers.iter().map(|&tid| switches(pid, tid)).sum();
+    let mut open = Vec::new();
+    for i in 0..CONNECTIONS {
+        // Connected, and nothing sent: each connection wakes workers only
+        // for itself, and they are all asleep before the next one comes.
+        open.push(TcpStream::connect(server.addr).unwrap());
+        wait_until(PATIENCE, "the connection is accepted", || {
+            open_fds(pid) > fds + i
+        });
+        wait_until(PATIENCE, "every worker sleeps", || {
+            workers.iter().all(|&tid| sleeping(pid, tid))
+        });
+    }
+    let wakes: u64 = workers.iter().map(|&tid| switches(pid, tid)).sum::<u64>() - before;
+    eprintln!("{wakes} worker wake-ups for {CONNECTIONS} connections");
+    drop(open);
+    let (status, _, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        wakes <= 2 * CONNECTIONS as u64,
+        "a herd: {wakes} wake-ups for {CONNECTIONS} connections"
+    );
+}
+// ANCHOR_END: herd
+
+/// The thread ids of the server's workers (threads named `worker-N`).
+fn worker_threads(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc task")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|tid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|name| name.starts_with("worker-"))
+        })
+        .collect()
+}
+
+/// How often thread `tid` has gone to sleep of its own accord.
+fn switches(pid: u32, tid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a voluntary_ctxt_switches line")
+}
+
+/// Whether thread `tid` is asleep (state S), as in a wait.
+fn sleeping(pid: u32, tid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('S'))
+    })
+}
+
+// ANCHOR: half_request
+/// A client that sends half a request and then nothing: its socket is
+/// non-blocking from `accept4`, so the worker reads what there is, sees
+/// `WouldBlock`, and serves the next client, instead of waiting in `read`
+/// for the rest.
+#[test]
+fn a_client_that_sends_half_a_request_stalls_nobody() {
+    let server = Server::start("--workers 1");
+    let mut half = TcpStream::connect(server.addr).unwrap();
+    half.write_all(b"GET /10/half HTTP/1.1\r\nHo").unwrap();
+    let mut next = request(server.addr, "/10/next");
+    next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut bytes = Vec::new();
+    let read = next.read_to_end(&mut bytes);
+    assert!(read.is_ok(), "the next client was not answered: {read:?}");
+    assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\nnext"));
+    drop(half);
+    let (status, _, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+}
+// ANCHOR_END: half_request
+
+// ANCHOR: max_open
+/// With `--max-open 2`, a worker holds at most two connections; the rest
+/// wait in the accept queue. Ten requests of 300 ms each then take at
+/// least five rounds: no run can be faster, however fast the machine.
+#[test]
+fn max_open_keeps_the_rest_waiting_in_the_accept_queue() {
+    const CLIENTS: usize = 10;
+    let server = Server::start("--workers 1 --max-open 2");
+    let start = Instant::now();
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| request(server.addr, &format!("/300/c{i}")))
+        .collect();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (status, body) = answer(stream).expect("every client is answered");
+        assert_eq!((status, body), (200, format!("c{i}")));
+    }
+    let elapsed = start.elapsed();
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(reports[0].answered, CLIENTS as u64);
+    assert!(
+        elapsed >= Duration::from_millis(300 * CLIENTS as u64 / 2),
+        "ten answers in {elapsed:?}: more than two at a time"
+    );
+}
+// ANCHOR_END: max_open
