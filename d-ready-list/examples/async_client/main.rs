@@ -4,6 +4,8 @@
 //! `cargo run -p d-ready-list --example async_client`: the demo's five
 //! requests against the embedded delay server, one of them with a timeout
 //! shorter than its delay.
+//! `cargo run -p d-ready-list --example async_client -- --ring`: the same
+//! demo over io_uring.
 //! `cargo run -p d-ready-list --example async_client -- --wakes`: what
 //! wakes from another thread cost in eventfd writes.
 
@@ -13,6 +15,7 @@ mod reactor;
 mod tcp;
 mod timers;
 mod unpark;
+mod uring;
 mod wakes;
 
 use std::error::Error;
@@ -22,6 +25,7 @@ use std::time::Instant;
 
 use d_ready_list::delay_server::DelayServer;
 use d_ready_list::http;
+use reactor::Reactor;
 
 /// How many wakes `--wakes` sends from another thread.
 const WAKES: usize = 10_000;
@@ -30,10 +34,13 @@ const WAKES: usize = 10_000;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [] => demo(),
+        [] => demo(false),
+        [flag] if flag == "--ring" => demo(true),
         [flag] if flag == "--wakes" => measure_wakes(),
         _ => {
-            eprintln!("usage: async_client [--wakes]  (no flag: chapter 4's default demo)");
+            eprintln!(
+                "usage: async_client [--ring | --wakes]  (no flag: chapter 4's default demo)"
+            );
             return ExitCode::from(2);
         }
     };
@@ -46,14 +53,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn demo() -> Result<(), Box<dyn Error>> {
+/// The demo, over readiness or (`ring`) over io_uring: the same lines.
+fn demo(ring: bool) -> Result<(), Box<dyn Error>> {
+    // Said before anything else is printed: io_uring may be refused here.
+    let ring = match ring {
+        true => Some(Reactor::with_ring().map_err(|error| uring::unavailable(&error))?),
+        false => None,
+    };
     let requests = client::demo_requests();
     let mut out = io::stdout().lock();
     let server = DelayServer::start()?;
     writeln!(out, "delay server: {} (embedded)", server.addr())?;
     let start = Instant::now();
     let (mut answered, mut timed_out) = (0, 0);
-    let report = client::run(server.addr(), &requests, |answer| {
+    let mut print = |answer: &client::Answer| {
         let ms = answer.elapsed.as_millis();
         let shown = match &answer.body {
             Ok(body) => {
@@ -66,12 +79,20 @@ fn demo() -> Result<(), Box<dyn Error>> {
             }
         };
         writeln!(out, "request {:<3} {ms:>6} ms  {shown}", answer.request)
-    })?;
+    };
+    let report = match &ring {
+        Some(reactor) => uring::client::run_on(reactor, server.addr(), &requests, &mut print)?,
+        None => client::run(server.addr(), &requests, &mut print)?,
+    };
     let polls: usize = report.tasks.iter().map(|task| task.polls).sum();
+    let enters = ring.as_ref().and_then(|reactor| reactor.ring());
+    let enters = enters.map_or(String::new(), |ring| {
+        format!(", {} io_uring_enters", ring.stats().enters)
+    });
     writeln!(
         out,
         "{answered} answered and {timed_out} timed out in {} ms on 1 thread: \
-         {} epoll waits, {} events, {polls} polls",
+         {} epoll waits, {} events, {polls} polls{enters}",
         start.elapsed().as_millis(),
         report.reactor.waits,
         report.reactor.events,

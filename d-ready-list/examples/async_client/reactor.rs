@@ -21,6 +21,7 @@ use d_ready_list::{Events, Interest, Token};
 
 use crate::timers::{TimerKey, Timers};
 use crate::unpark::Unpark;
+use crate::uring::ring::Ring;
 
 // ANCHOR: slots
 /// Which way a task uses a source.
@@ -79,6 +80,8 @@ pub struct Reactor {
     pub stats: Cell<Stats>,
     /// Every wait, once `record` is called (for the book's picture).
     log: RefCell<Option<Vec<Turn>>>,
+    /// io_uring: the ring, if made by `with_ring` (see the end of this file).
+    ring: Option<Ring>,
 }
 
 /// What the reactor's waits cost.
@@ -108,6 +111,7 @@ impl Reactor {
             unpark,
             stats: Cell::new(Stats::default()),
             log: RefCell::new(None),
+            ring: None,
         }))
     }
 
@@ -200,7 +204,9 @@ impl Reactor {
         // looks at the queue. A wake after `awake` makes `fall_asleep`
         // fail, or, once the fall succeeded, writes the eventfd.
         self.unpark.awake();
-        let asleep = nothing_to_run() && self.unpark.fall_asleep();
+        // io_uring: the round's submissions go before the wait.
+        let completed = self.ring_submit()?;
+        let asleep = nothing_to_run() && !completed && self.unpark.fall_asleep();
         let timeout = if asleep {
             self.timers().time_to_next(Instant::now())
         } else {
@@ -227,6 +233,8 @@ impl Reactor {
             }
         }
         drop(sources);
+        // io_uring: an event on the ring's token or not, read what came.
+        self.ring_complete(&mut woken);
         // Only for the book's picture: the queue as this wait saw it.
         let queued = self.log.borrow().is_some().then(|| self.timers().keys());
         let due = self.timers().expired(Instant::now());
@@ -292,3 +300,48 @@ impl Reactor {
         }
     }
 }
+
+// ANCHOR: ring_hooks
+// io_uring (the page "From readiness to completion"): the ring's fd in
+// the interest list under a token of its own, as the unpark's eventfd is;
+// a completion makes it readable, so a sleeping wait ends.
+
+/// The ring's token: sources count up from 1 and never reach it.
+#[allow(dead_code)] // tests/async_client.rs never makes a ring
+const RING: Token = Token(usize::MAX);
+
+impl Reactor {
+    /// A reactor with an io_uring beside its epoll.
+    #[allow(dead_code)] // tests/async_client.rs never makes a ring
+    pub fn with_ring() -> io::Result<Rc<Reactor>> {
+        let ring = Ring::new(crate::uring::ENTRIES)?;
+        let mut reactor = Reactor::new()?;
+        let only = Rc::get_mut(&mut reactor).expect("not shared yet");
+        only.poll
+            .registry()
+            .register(&ring, RING, Interest::READABLE)?;
+        only.ring = Some(ring);
+        Ok(reactor)
+    }
+
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
+    }
+
+    /// One `io_uring_enter` for whatever the round queued; `true` if
+    /// completions are already waiting, so the wait must not sleep.
+    fn ring_submit(&self) -> io::Result<bool> {
+        let Some(ring) = &self.ring else {
+            return Ok(false);
+        };
+        ring.submit()?;
+        Ok(ring.has_completions())
+    }
+
+    fn ring_complete(&self, woken: &mut Vec<Waker>) {
+        if let Some(ring) = &self.ring {
+            ring.complete(woken);
+        }
+    }
+}
+// ANCHOR_END: ring_hooks
