@@ -205,8 +205,8 @@ impl Reactor {
         // fail, or, once the fall succeeded, writes the eventfd.
         self.unpark.awake();
         // io_uring: the round's submissions go before the wait.
-        let completed = self.ring_submit()?;
-        let asleep = nothing_to_run() && !completed && self.unpark.fall_asleep();
+        self.ring_submit()?;
+        let asleep = nothing_to_run() && self.unpark.fall_asleep();
         let timeout = if asleep {
             self.timers().time_to_next(Instant::now())
         } else {
@@ -328,14 +328,14 @@ impl Reactor {
         self.ring.as_ref()
     }
 
-    /// One `io_uring_enter` for whatever the round queued; `true` if
-    /// completions are already waiting, so the wait must not sleep.
-    fn ring_submit(&self) -> io::Result<bool> {
-        let Some(ring) = &self.ring else {
-            return Ok(false);
-        };
-        ring.submit()?;
-        Ok(ring.has_completions())
+    /// One `io_uring_enter` for whatever the round queued. A completion
+    /// it brings at once makes the ring's fd readable, as any other does,
+    /// so the wait after it does not sleep.
+    fn ring_submit(&self) -> io::Result<()> {
+        match &self.ring {
+            Some(ring) => ring.submit(),
+            None => Ok(()),
+        }
     }
 
     fn ring_complete(&self, woken: &mut Vec<Waker>) {

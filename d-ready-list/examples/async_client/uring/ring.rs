@@ -290,6 +290,11 @@ impl Ring {
     fn push(&self, sqe: Sqe) -> io::Result<()> {
         if self.unsubmitted() == self.sq_entries {
             self.enter(0, 0)?;
+            // The kernel stops at an entry it cannot take (the rest wait
+            // for the next call): never write over one it has not read.
+            if self.unsubmitted() == self.sq_entries {
+                return Err(io::Error::other("the submission queue is full"));
+            }
         }
         let tail = self.sq_local_tail.get();
         let slot = (tail & self.sq_mask) as usize;
@@ -473,12 +478,6 @@ impl Ring {
         // closes here.
         drop(released);
         seen
-    }
-
-    /// Whether completions wait to be read (no system call: a look at
-    /// the shared tail).
-    pub fn has_completions(&self) -> bool {
-        self.cq_tail().load(Ordering::Acquire) != self.cq_head().load(Ordering::Relaxed)
     }
 }
 // ANCHOR_END: complete
