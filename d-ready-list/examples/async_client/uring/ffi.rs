@@ -113,6 +113,10 @@ pub const IORING_SETUP_CLAMP: u32 = 1 << 4;
 pub const IORING_FEAT_SINGLE_MMAP: u32 = 1 << 0;
 pub const IORING_FEAT_NODROP: u32 = 1 << 1;
 
+/// An entry's `flags`: post no completion if the operation succeeds
+/// (5.17).
+pub const IOSQE_CQE_SKIP_SUCCESS: u8 = 1 << 6;
+
 /// `io_uring_enter` flag: wait for completions, and move those held back
 /// by a full queue into it.
 pub const IORING_ENTER_GETEVENTS: c_uint = 1 << 0;

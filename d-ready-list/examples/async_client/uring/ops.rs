@@ -194,12 +194,7 @@ impl Drop for UringTcp {
             return;
         };
         let raw = fd.into_raw_fd();
-        let close = Sqe {
-            opcode: ffi::IORING_OP_CLOSE,
-            fd: raw,
-            ..Sqe::default()
-        };
-        if ring.start_detached(close, Box::new(())).is_err() {
+        if ring.close(raw).is_err() {
             // SAFETY: the entry was not queued, so `raw` is still ours.
             drop(unsafe { OwnedFd::from_raw_fd(raw) });
         }

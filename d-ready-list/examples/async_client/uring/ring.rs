@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{self, Context, Waker};
@@ -92,6 +92,9 @@ enum Lifecycle {
 /// The `user_data` of a cancellation: its completion says only whether
 /// the cancel found its target, and the target's own completion follows.
 const CANCEL: u64 = u64::MAX;
+/// The `user_data` of a close nobody waits for. It completes silently
+/// (`IOSQE_CQE_SKIP_SUCCESS`); should it fail, there is no one to tell.
+const CLOSE: u64 = u64::MAX - 1;
 
 /// What the ring's work cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -374,12 +377,16 @@ impl Ring {
         Ok(id as u64)
     }
 
-    /// An operation nobody waits for (a close): `keep` lives until it
-    /// completes.
-    pub fn start_detached(&self, sqe: Sqe, keep: Box<dyn Any>) -> io::Result<()> {
-        let id = self.start(sqe)?;
-        self.ops.borrow_mut()[id as usize] = Some(Lifecycle::Abandoned(keep));
-        Ok(())
+    /// Closes `fd` with the round's other entries, and posts no completion
+    /// if it succeeds: a close costs no system call and wakes no one.
+    pub fn close(&self, fd: RawFd) -> io::Result<()> {
+        self.push(Sqe {
+            opcode: ffi::IORING_OP_CLOSE,
+            flags: ffi::IOSQE_CQE_SKIP_SUCCESS,
+            fd,
+            user_data: CLOSE,
+            ..Sqe::default()
+        })
     }
 
     /// The operation's result if its completion came, or `Pending` with
@@ -452,7 +459,7 @@ impl Ring {
             let cqe = unsafe { self.cqes.add((head & self.cq_mask) as usize).read() };
             head = head.wrapping_add(1);
             seen += 1;
-            if cqe.user_data == CANCEL {
+            if cqe.user_data == CANCEL || cqe.user_data == CLOSE {
                 continue;
             }
             let id = cqe.user_data as usize;
@@ -500,6 +507,8 @@ impl Drop for Ring {
         for id in waiting {
             self.abandon(id, Box::new(()));
         }
+        // The closes queued last go too.
+        let _ = self.submit();
         let mut woken = Vec::new();
         while self.in_flight() > 0 {
             if self.enter(1, ffi::IORING_ENTER_GETEVENTS).is_err() {
