@@ -665,7 +665,7 @@ pub const BREAKS: &[Break] = &[
         id: "uring-not-watched",
         chapter: "d-ready-list",
         file: "examples/async_client/reactor.rs",
-        find: "        only.poll.registry().register(&ring, RING, Interest::READABLE)?;\n",
+        find: "        only.poll\n            .registry()\n            .register(&ring, RING, Interest::READABLE)?;\n",
         replace: "",
         mistake: "leaving the ring's fd out of the epoll the executor sleeps in",
         claim: "a completion wakes a task whose executor sleeps in `epoll_wait`",

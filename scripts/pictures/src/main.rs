@@ -37,6 +37,10 @@ mod timers;
 #[allow(dead_code)]
 #[path = "../../../d-ready-list/examples/async_client/unpark.rs"]
 mod unpark;
+// The reactor's io_uring hooks need it; no picture makes a ring.
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/uring/mod.rs"]
+mod uring;
 
 use std::fs;
 use std::io;
