@@ -212,6 +212,7 @@ fn markdown(dir: &Path) -> Result<bool, String> {
 fn page_title(page: &str) -> String {
     match CHAPTERS.iter().position(|c| *c == page) {
         Some(index) => format!("{}", index + 1),
+        None if page == "readiness-to-completion" => "completion".to_string(),
         None => "futures".to_string(),
     }
 }
