@@ -33,6 +33,9 @@ use reactor::Reactor;
 /// How many wakes `--wakes` sends from another thread.
 const WAKES: usize = 10_000;
 
+const USAGE: &str = "usage: async_client [--ring] [--addr HOST:PORT] [-n N] [--scale F] \
+                     | --wakes  (no flag: chapter 4's default demo)";
+
 // ANCHOR: main
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,11 +50,12 @@ fn main() -> ExitCode {
         // the measurements run this example as they run the chapters.
         _ => match d_ready_list::cli::parse(args) {
             Ok(Some(options)) => demo(ring, Some(options)),
-            _ => {
-                eprintln!(
-                    "usage: async_client [--ring] [--addr HOST:PORT] [-n N] [--scale F] \
-                     | --wakes  (no flag: chapter 4's default demo)"
-                );
+            Ok(None) => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            Err(error) => {
+                eprintln!("async_client: {error}\n{USAGE}");
                 return ExitCode::from(2);
             }
         },

@@ -6,7 +6,7 @@
 //!
 //! Usage: cargo bench -p measure --bench measure -- [--only NAME,...]
 //!        [--quick] [--out DIR]
-//!   NAME: dispatch, idle, fairness, syscalls, scale (default: all)
+//!   NAME: dispatch, idle, fairness, syscalls, scale, uring (default: all)
 //!   --quick: a reduced run, to try the tool; its tables say so
 //!   --out: write there instead of book/src/measurements
 
@@ -23,6 +23,7 @@ mod runs;
 mod scale;
 mod sys;
 mod syscalls;
+mod uring;
 
 use std::path::PathBuf;
 
@@ -33,7 +34,7 @@ fn default_bins() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release")
 }
 
-pub const ALL: [&str; 5] = ["dispatch", "idle", "fairness", "syscalls", "scale"];
+pub const ALL: [&str; 6] = ["dispatch", "idle", "fairness", "syscalls", "scale", "uring"];
 
 fn main() {
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
@@ -87,6 +88,7 @@ fn main() {
             "fairness" => fairness::run(&ctx),
             "syscalls" => syscalls::run(&ctx),
             "scale" => scale::run(&ctx),
+            "uring" => uring::run(&ctx),
             _ => unreachable!("checked above"),
         };
         match result {
