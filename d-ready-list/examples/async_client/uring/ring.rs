@@ -137,6 +137,19 @@ pub struct Ring {
     free: RefCell<Vec<usize>>,
     in_flight: Cell<usize>,
     stats: Cell<RingStats>,
+    /// Every turn's entries and completions, once `record` is called (for
+    /// the book's picture).
+    log: RefCell<Option<Vec<QueueTurn>>>,
+}
+
+/// What went through the two queues in one turn of the reactor: the
+/// entries its `io_uring_enter` sent (none if it made none), and the
+/// completions read after its wait.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Default)]
+pub struct QueueTurn {
+    pub sent: Vec<Sqe>,
+    pub completed: Vec<Cqe>,
 }
 
 impl std::fmt::Debug for Ring {
@@ -218,6 +231,7 @@ impl Ring {
             free: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
             stats: Cell::new(RingStats::default()),
+            log: RefCell::new(None),
         };
         Ok(ring)
     }
@@ -318,6 +332,7 @@ impl Ring {
         self.sq_tail()
             .store(self.sq_local_tail.get(), Ordering::Release);
         let to_submit = self.unsubmitted();
+        self.log_sent(to_submit);
         loop {
             self.count(|stats| stats.enters += 1);
             // SAFETY: each published entry points only at memory that an
@@ -448,6 +463,7 @@ impl Ring {
     pub fn complete(&self, woken: &mut Vec<Waker>) -> usize {
         // Only we write the head.
         let mut head = self.cq_head().load(Ordering::Relaxed);
+        let first = head;
         // Acquire: the entries before the tail are fully written.
         let tail = self.cq_tail().load(Ordering::Acquire);
         let mut released = Vec::new();
@@ -476,6 +492,7 @@ impl Ring {
                 other => unreachable!("a completion for no operation: {}", other.is_some()),
             }
         }
+        self.log_completed(first, tail.wrapping_sub(first));
         // Release: we have read the entries before the kernel may reuse
         // their slots.
         self.cq_head().store(head, Ordering::Release);
@@ -488,6 +505,52 @@ impl Ring {
     }
 }
 // ANCHOR_END: complete
+
+// The book's picture uses these; the demo does not.
+#[allow(dead_code)]
+impl Ring {
+    /// From now on, keep a `QueueTurn` for every turn.
+    pub fn record(&self) {
+        *self.log.borrow_mut() = Some(vec![QueueTurn::default()]);
+    }
+
+    /// The turns recorded, each ended by a `complete`.
+    pub fn recording(&self) -> Vec<QueueTurn> {
+        let mut turns = self.log.borrow().clone().unwrap_or_default();
+        turns.pop();
+        turns
+    }
+
+    /// Copies the `count` entries the kernel is about to take.
+    fn log_sent(&self, count: u32) {
+        if let Some(turns) = self.log.borrow_mut().as_mut().and_then(|t| t.last_mut()) {
+            let head = self.sq_head().load(Ordering::Acquire);
+            for n in 0..count {
+                let slot = (head.wrapping_add(n) & self.sq_mask) as usize;
+                // SAFETY: a slot of `_sqes`, written by `push` and not yet
+                // read by the kernel, which reads it only during `enter`.
+                turns.sent.push(unsafe { self.sqes.add(slot).read() });
+            }
+        }
+    }
+
+    /// Copies the `count` completions from `from`, which `complete` has
+    /// just read, and ends the turn.
+    fn log_completed(&self, from: u32, count: u32) {
+        if let Some(turns) = self.log.borrow_mut().as_mut() {
+            if let Some(turn) = turns.last_mut() {
+                for n in 0..count {
+                    let slot = (from.wrapping_add(n) & self.cq_mask) as usize;
+                    // SAFETY: one of the entries `complete` has just read,
+                    // before the head that gives its slot back to the
+                    // kernel moves past it.
+                    turn.completed.push(unsafe { self.cqes.add(slot).read() });
+                }
+            }
+            turns.push(QueueTurn::default());
+        }
+    }
+}
 
 // ANCHOR: drop
 impl Drop for Ring {
