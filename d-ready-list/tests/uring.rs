@@ -51,7 +51,10 @@ use uring::ops::{self, UringTcp};
 fn ring_or_skip(test: &str) -> Option<Rc<Reactor>> {
     match Reactor::with_ring() {
         Ok(reactor) => Some(reactor),
-        Err(error) if matches!(error.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => {
+        Err(error)
+            if matches!(error.raw_os_error(), Some(libc::EPERM | libc::ENOSYS))
+                || error.kind() == io::ErrorKind::Unsupported =>
+        {
             // Written to the fd, not with `eprintln!`, which the test
             // harness captures.
             let line = format!("{test}: skipped: {}\n", uring::unavailable(&error));

@@ -43,7 +43,10 @@ static TURNS: Mutex<()> = Mutex::new(());
 fn ring_or_skip(test: &str) -> Option<Rc<Reactor>> {
     match Reactor::with_ring() {
         Ok(reactor) => Some(reactor),
-        Err(error) if matches!(error.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => {
+        Err(error)
+            if matches!(error.raw_os_error(), Some(libc::EPERM | libc::ENOSYS))
+                || error.kind() == io::ErrorKind::Unsupported =>
+        {
             let line = format!("{test}: skipped: {}\n", uring::unavailable(&error));
             let _ = io::stderr().write_all(line.as_bytes());
             None

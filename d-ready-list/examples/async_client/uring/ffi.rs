@@ -109,9 +109,13 @@ pub const IORING_SETUP_CQSIZE: u32 = 1 << 3;
 pub const IORING_SETUP_CLAMP: u32 = 1 << 4;
 
 /// Features: one mapping serves both queues (5.4); completions are never
-/// dropped when the completion queue is full, only held back (5.5).
+/// dropped when the completion queue is full, only held back (5.5); an
+/// entry is read once and for all when it is submitted (5.5);
+/// `IOSQE_CQE_SKIP_SUCCESS` is understood (5.17).
 pub const IORING_FEAT_SINGLE_MMAP: u32 = 1 << 0;
 pub const IORING_FEAT_NODROP: u32 = 1 << 1;
+pub const IORING_FEAT_SUBMIT_STABLE: u32 = 1 << 2;
+pub const IORING_FEAT_CQE_SKIP: u32 = 1 << 11;
 
 /// An entry's `flags`: post no completion if the operation succeeds
 /// (5.17).

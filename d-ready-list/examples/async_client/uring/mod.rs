@@ -17,6 +17,9 @@ pub const ENTRIES: u32 = 1024;
 
 /// Why the ring cannot be had here, in words a reader can act on.
 pub fn unavailable(error: &io::Error) -> String {
+    if error.kind() == io::ErrorKind::Unsupported {
+        return error.to_string();
+    }
     let why = match error.raw_os_error() {
         Some(libc::ENOSYS) => "the kernel has no io_uring (before Linux 5.1)",
         Some(libc::EPERM) => {

@@ -177,8 +177,17 @@ impl Ring {
         let fd = ffi::io_uring_setup(entries, &mut params)?;
         // SAFETY: io_uring_setup returned a new fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        if params.features & ffi::IORING_FEAT_NODROP == 0 {
-            return Err(io::Error::other("io_uring is too old (before Linux 5.5)"));
+        // Completions held back rather than dropped (5.5), entries read
+        // once and for all by `io_uring_enter` (5.5), and a close that
+        // posts nothing when it succeeds (5.17): without the last, a close
+        // would fail, and its fd would stay open for ever.
+        let needed =
+            ffi::IORING_FEAT_NODROP | ffi::IORING_FEAT_SUBMIT_STABLE | ffi::IORING_FEAT_CQE_SKIP;
+        if params.features & needed != needed {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this kernel's io_uring is too old: the example needs Linux 5.17",
+            ));
         }
         let (sq, cq) = (params.sq_off, params.cq_off);
         let sq_len = sq.array as usize + params.sq_entries as usize * 4;
