@@ -356,6 +356,39 @@ fn a_dropped_receive_keeps_its_buffer_until_its_completion() {
 }
 // ANCHOR_END: kept_buffer
 
+// ANCHOR: close
+#[test]
+fn a_close_goes_with_the_round_and_posts_no_completion() {
+    let Some(reactor) = ring_or_skip("a_close_goes_with_the_round_and_posts_no_completion") else {
+        return;
+    };
+    let ring = reactor.ring().expect("a ring");
+    let (ours, mut theirs) = tcp_pair();
+    drop(UringTcp::from_stream(&reactor, ours));
+    // Queued, not sent: the peer has no end of file yet.
+    theirs.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0; 1];
+    let early = theirs.read(&mut byte);
+    assert_eq!(
+        early.expect_err("still open").kind(),
+        io::ErrorKind::WouldBlock
+    );
+    let before = ring.stats();
+    reactor
+        .turn(|| false)
+        .expect("turn: the close goes to the kernel");
+    let after = ring.stats();
+    assert_eq!(after.enters - before.enters, 1);
+    assert_eq!(
+        after.completions, before.completions,
+        "a close posts no completion"
+    );
+    theirs.set_nonblocking(false).expect("blocking");
+    theirs.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    assert_eq!(theirs.read(&mut byte).expect("end of file"), 0);
+}
+// ANCHOR_END: close
+
 // ANCHOR: any_order
 #[test]
 fn each_completion_reaches_its_own_task_in_any_order() {

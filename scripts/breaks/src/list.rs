@@ -727,6 +727,16 @@ pub const BREAKS: &[Break] = &[
         ],
     },
     Break {
+        id: "uring-close-completes",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ring.rs",
+        find: "            flags: ffi::IOSQE_CQE_SKIP_SUCCESS,\n",
+        replace: "",
+        mistake: "closing through the ring with a completion for every close",
+        claim: "a socket's close goes with the round's entries and posts no completion",
+        tests: &["uring::a_close_goes_with_the_round_and_posts_no_completion"],
+    },
+    Break {
         id: "uring-in-order",
         chapter: "d-ready-list",
         file: "examples/async_client/uring/ring.rs",
