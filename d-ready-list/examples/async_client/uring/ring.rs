@@ -364,7 +364,8 @@ impl Ring {
     /// because the completion queue was full.
     pub fn submit(&self) -> io::Result<()> {
         let overflow = self.sq_flags().load(Ordering::Relaxed) & ffi::IORING_SQ_CQ_OVERFLOW != 0;
-        if self.sq_local_tail.get() != self.sq_tail().load(Ordering::Relaxed) || overflow {
+        // Entries the kernel left in the queue last time count too.
+        if self.unsubmitted() > 0 || overflow {
             let flags = if overflow {
                 ffi::IORING_ENTER_GETEVENTS
             } else {
