@@ -19,6 +19,10 @@ mod timers;
 mod trace;
 #[path = "../examples/async_client/unpark.rs"]
 mod unpark;
+// The reactor's io_uring hooks need it; these tests make no ring.
+#[allow(dead_code)]
+#[path = "../examples/async_client/uring/mod.rs"]
+mod uring;
 #[path = "../examples/async_client/wakes.rs"]
 mod wakes;
 

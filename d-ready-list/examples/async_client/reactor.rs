@@ -22,6 +22,7 @@ use d_ready_list::{Events, Interest, Token};
 use crate::timers::Timers;
 use crate::trace::{Stats, Trace};
 use crate::unpark::Unpark;
+use crate::uring::ring::Ring;
 
 // ANCHOR: slots
 /// Which way a task uses a source.
@@ -89,6 +90,8 @@ pub struct Reactor {
     unpark: Arc<Unpark>,
     /// Counts, and a record of the waits for the book's picture.
     trace: Trace,
+    /// io_uring: the ring, if made by `with_ring` (see the end of this file).
+    ring: Option<Ring>,
 }
 
 /// The unpark eventfd's token; sources get the ones after it.
@@ -107,6 +110,7 @@ impl Reactor {
             timers: RefCell::new(Timers::default()),
             unpark,
             trace: Trace::default(),
+            ring: None,
         }))
     }
 
@@ -221,6 +225,8 @@ impl Reactor {
         // looks at the queue. A wake after `awake` makes `fall_asleep`
         // fail, or, once the fall succeeded, writes the eventfd.
         self.unpark.awake();
+        // io_uring: the round's submissions go before the wait.
+        self.ring_submit()?;
         let asleep = nothing_to_run() && self.unpark.fall_asleep();
         let timeout = if asleep {
             self.timers().time_to_next(Instant::now())
@@ -248,6 +254,8 @@ impl Reactor {
             }
         }
         drop(sources);
+        // io_uring: an event on the ring's token or not, read what came.
+        self.ring_complete(&mut woken);
         let (fired, due): (Vec<_>, Vec<_>) =
             self.timers().expired(Instant::now()).into_iter().unzip();
         // Counts, and the book's picture: nothing here depends on them.
@@ -261,3 +269,48 @@ impl Reactor {
     }
 }
 // ANCHOR_END: turn
+
+// ANCHOR: ring_hooks
+// io_uring (the page "From readiness to completion"): the ring's fd in
+// the interest list under a token of its own, as the unpark's eventfd is;
+// a completion makes it readable, so a sleeping wait ends.
+
+/// The ring's token: sources count up from 1 and never reach it.
+#[allow(dead_code)] // tests/async_client.rs never makes a ring
+const RING: Token = Token(usize::MAX);
+
+impl Reactor {
+    /// A reactor with an io_uring beside its epoll.
+    #[allow(dead_code)] // tests/async_client.rs never makes a ring
+    pub fn with_ring() -> io::Result<Rc<Reactor>> {
+        let ring = Ring::new(crate::uring::ENTRIES)?;
+        let mut reactor = Reactor::new()?;
+        let only = Rc::get_mut(&mut reactor).expect("not shared yet");
+        only.poll
+            .registry()
+            .register(&ring, RING, Interest::READABLE)?;
+        only.ring = Some(ring);
+        Ok(reactor)
+    }
+
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
+    }
+
+    /// One `io_uring_enter` for whatever the round queued. A completion
+    /// it brings at once makes the ring's fd readable, as any other does,
+    /// so the wait after it does not sleep.
+    fn ring_submit(&self) -> io::Result<()> {
+        match &self.ring {
+            Some(ring) => ring.submit(),
+            None => Ok(()),
+        }
+    }
+
+    fn ring_complete(&self, woken: &mut Vec<Waker>) {
+        if let Some(ring) = &self.ring {
+            ring.complete(woken);
+        }
+    }
+}
+// ANCHOR_END: ring_hooks

@@ -25,10 +25,17 @@ pub struct Break {
 
 impl Break {
     /// The book page whose "Break it" table lists this break: the chapter's,
-    /// or, for chapter 4's examples (the async client, the server), the
-    /// page about the example.
+    /// or, for chapter 4's examples, the page about each: the async client's,
+    /// the server's, and for the async client's io_uring (its files, or its
+    /// hooks in the reactor, whose tests are in `tests/uring*.rs`), the page
+    /// after the async client's.
     pub fn page(&self) -> &'static str {
-        if self.file.starts_with("examples/async_client/") {
+        let uring_test = |test: &&str| test.starts_with("uring");
+        if self.file.starts_with("examples/async_client/uring/")
+            || self.tests.iter().any(uring_test)
+        {
+            "readiness-to-completion"
+        } else if self.file.starts_with("examples/async_client/") {
             "events-to-futures"
         } else if self.file.starts_with("examples/server/") {
             "server-side"
@@ -772,6 +779,105 @@ pub const BREAKS: &[Break] = &[
         mistake: "a timeout that looks at its deadline before its future",
         claim: "an answer ready in the turn its timeout expires still counts",
         tests: &["async_client::an_answer_ready_in_the_turn_its_timeout_expires_still_counts"],
+    },
+    // Chapter 4's async example over io_uring.
+    Break {
+        id: "uring-sqe-layout",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ffi.rs",
+        find: "    /// The file offset; for `ASYNC_CANCEL`, unused.\n    pub off: u64,\n    /// The buffer or sockaddr; for `ASYNC_CANCEL`, the `user_data` to cancel.\n    pub addr: u64,\n",
+        replace: "    /// The buffer or sockaddr; for `ASYNC_CANCEL`, the `user_data` to cancel.\n    pub addr: u64,\n    /// The file offset; for `ASYNC_CANCEL`, unused.\n    pub off: u64,\n",
+        mistake: "declaring a submission entry's fields in the wrong order",
+        claim: "our submission entry has the kernel's layout, so the kernel reads what we meant",
+        tests: &[
+            "uring::the_entries_and_params_have_the_kernels_layout",
+            "uring::epoll_refuses_a_file_that_the_ring_reads",
+        ],
+    },
+    Break {
+        id: "uring-not-watched",
+        chapter: "d-ready-list",
+        file: "examples/async_client/reactor.rs",
+        find: "        only.poll\n            .registry()\n            .register(&ring, RING, Interest::READABLE)?;\n",
+        replace: "",
+        mistake: "leaving the ring's fd out of the epoll the executor sleeps in",
+        claim: "a completion wakes a task whose executor sleeps in `epoll_wait`",
+        tests: &["uring::a_completion_wakes_a_task_whose_executor_sleeps_in_epoll_wait"],
+    },
+    Break {
+        id: "uring-enter-each",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ring.rs",
+        find: "        if self.unsubmitted() == self.sq_entries {\n            self.enter(0, 0)?;",
+        replace: "        if self.unsubmitted() > 0 {\n            self.enter(0, 0)?;",
+        mistake: "sending each operation to the kernel as it is queued",
+        claim: "the operations queued in a round cost one `io_uring_enter`, not one each",
+        tests: &[
+            "uring::operations_queued_in_a_round_cost_one_io_uring_enter",
+            "uring::a_round_that_queues_more_than_the_ring_holds_sends_it_all",
+        ],
+    },
+    Break {
+        id: "uring-overwrite",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ring.rs",
+        find: "        if self.unsubmitted() == self.sq_entries {\n            self.enter(0, 0)?;\n            // The kernel stops at an entry it cannot take (the rest wait\n            // for the next call): never write over one it has not read.\n            if self.unsubmitted() == self.sq_entries {\n                return Err(io::Error::other(\"the submission queue is full\"));\n            }\n        }\n",
+        replace: "",
+        mistake: "writing the next entry without looking whether the queue is full",
+        claim: "a round that queues more than the ring holds sends every operation",
+        tests: &["uring::a_round_that_queues_more_than_the_ring_holds_sends_it_all"],
+    },
+    Break {
+        id: "uring-free-in-flight",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ring.rs",
+        find: "        ops[id as usize] = Some(Lifecycle::Abandoned(keep));",
+        replace: "        ops[id as usize] = Some(Lifecycle::Abandoned(Box::new(())));",
+        mistake: "freeing a dropped future's buffer while the kernel may still write into it",
+        claim: "a receive dropped in flight keeps its buffer until its completion",
+        tests: &["uring::a_dropped_receive_keeps_its_buffer_until_its_completion"],
+    },
+    Break {
+        id: "uring-no-cancel",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ring.rs",
+        find: "        let _ = self.push(cancel);\n",
+        replace: "",
+        mistake: "dropping a future without cancelling its operation",
+        claim: "a timed-out request's operations are cancelled, and nothing is left: fds, ring entries",
+        tests: &["uring_leaks::a_timed_out_request_cancels_its_operations_and_leaks_nothing"],
+    },
+    Break {
+        id: "uring-drop-leaks",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ring.rs",
+        find: "            if self.enter(1, ffi::IORING_ENTER_GETEVENTS).is_err() {",
+        replace: "            if true {",
+        mistake: "dropping the ring without waiting for the operations in flight",
+        claim: "a reactor dropped with operations in flight waits for them, then frees what they kept",
+        tests: &[
+            "uring_leaks::a_reactor_dropped_with_operations_in_flight_waits_for_them_then_frees",
+        ],
+    },
+    Break {
+        id: "uring-close-completes",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ring.rs",
+        find: "            flags: ffi::IOSQE_CQE_SKIP_SUCCESS,\n",
+        replace: "",
+        mistake: "closing through the ring with a completion for every close",
+        claim: "a socket's close goes with the round's entries and posts no completion",
+        tests: &["uring::a_close_goes_with_the_round_and_posts_no_completion"],
+    },
+    Break {
+        id: "uring-in-order",
+        chapter: "d-ready-list",
+        file: "examples/async_client/uring/ring.rs",
+        find: "            let id = cqe.user_data as usize;",
+        replace: "            let id = ops.iter().position(|op| matches!(op, Some(Lifecycle::Waiting(_)))).unwrap_or(0);",
+        mistake: "taking completions to come in the order the operations went in",
+        claim: "each completion reaches its own task, in whatever order the kernel posts them",
+        tests: &["uring::each_completion_reaches_its_own_task_in_any_order"],
     },
     Break {
         id: "endless-counts",

@@ -223,6 +223,7 @@ fn page_title(page: &str) -> String {
     match CHAPTERS.iter().position(|c| *c == page) {
         Some(index) => format!("{}", index + 1),
         None if page == "server-side" => "server".to_string(),
+        None if page == "readiness-to-completion" => "completion".to_string(),
         None => "futures".to_string(),
     }
 }

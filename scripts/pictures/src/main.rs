@@ -5,13 +5,14 @@
 //! Two kinds of picture. Schematics (epoll's two lists, the batch with the
 //! cleanup list) are drawn from constants. Pictures of behaviour (the same
 //! bytes under three triggering modes, the ready list's turns, the async
-//! example's timer queue) are drawn
+//! example's timer queue and its ring's two queues) are drawn
 //! from a run of the chapters' own code, recorded as the tool runs; each
 //! run is arranged so that what is drawn is the same every time.
 
 mod accept_queues;
 mod cleanup;
 mod lists;
+mod ring_queues;
 mod svg;
 mod timer_queue;
 mod triggers;
@@ -44,6 +45,10 @@ mod trace;
 #[allow(dead_code)]
 #[path = "../../../d-ready-list/examples/async_client/unpark.rs"]
 mod unpark;
+// The ring's two queues are recorded from a run of the demo over it.
+#[allow(dead_code)]
+#[path = "../../../d-ready-list/examples/async_client/uring/mod.rs"]
+mod uring;
 
 use std::fs;
 use std::io;
@@ -54,13 +59,14 @@ use std::process::ExitCode;
 type Draw = fn() -> io::Result<String>;
 
 /// Each picture: its file name, and how to draw it.
-const PICTURES: [(&str, Draw); 6] = [
+const PICTURES: [(&str, Draw); 7] = [
     ("epoll-lists.svg", || Ok(lists::draw())),
     ("triggers.svg", triggers::draw),
     ("turns.svg", turns::draw),
     ("cleanup.svg", || Ok(cleanup::draw())),
     ("timer-queue.svg", timer_queue::draw),
     ("accept-queues.svg", || Ok(accept_queues::draw())),
+    ("ring-queues.svg", ring_queues::draw),
 ];
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@
 //!
 //! Usage: cargo bench -p measure --bench measure -- [--only NAME,...]
 //!        [--quick] [--out DIR] | --redraw [--out DIR]
-//!   NAME: dispatch, idle, fairness, syscalls, scale, server (default: all)
+//!   NAME: dispatch, idle, fairness, syscalls, scale, server, uring (default: all)
 //!   --quick: a reduced run, to try the tool; its tables say so
 //!   --out: write there instead of book/src/measurements
 //!   --redraw: measure nothing; draw the plots again from the CSV files
@@ -26,6 +26,7 @@ mod scale;
 mod server;
 mod sys;
 mod syscalls;
+mod uring;
 
 use std::path::PathBuf;
 
@@ -36,8 +37,8 @@ fn default_bins() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release")
 }
 
-pub const ALL: [&str; 6] = [
-    "dispatch", "idle", "fairness", "syscalls", "scale", "server",
+pub const ALL: [&str; 7] = [
+    "dispatch", "idle", "fairness", "syscalls", "scale", "server", "uring",
 ];
 
 fn main() {
@@ -113,6 +114,7 @@ fn main() {
             }),
             "scale" => scale::run(&ctx),
             "server" => server::run(&ctx),
+            "uring" => uring::run(&ctx),
             _ => unreachable!("checked above"),
         };
         match result {
