@@ -322,7 +322,7 @@ pub const BREAKS: &[Break] = &[
         file: "src/listener.rs",
         find: "            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,\n",
         replace: "            0,\n",
-        mistake: "`accept` without `SOCK_NONBLOCK` and `SOCK_CLOEXEC` (then two `fcntl`s per connection to fix it)",
+        mistake: "`accept` without `SOCK_NONBLOCK` and `SOCK_CLOEXEC` (then a system call or two per connection for each flag to fix it)",
         claim: "an accepted socket is born non-blocking and close-on-exec",
         tests: &["listener::the_listener_and_what_it_accepts_are_non_blocking_and_close_on_exec"],
     },
@@ -335,6 +335,28 @@ pub const BREAKS: &[Break] = &[
         mistake: "a blocking listening socket under a loop that accepts until `WouldBlock`",
         claim: "with the accept queue empty, `accept` says `WouldBlock` at once instead of waiting for the next client",
         tests: &["listener::the_listener_and_what_it_accepts_are_non_blocking_and_close_on_exec"],
+    },
+    Break {
+        id: "no-reuse-address",
+        chapter: "b-edge-triggered",
+        file: "src/listener.rs",
+        find: "    socket.set_reuse_address(true)?;\n",
+        replace: "",
+        mistake: "a listener without `SO_REUSEADDR`",
+        claim: "a server that closed its connections first can listen on its port again at once, though they wait in `TIME_WAIT`",
+        tests: &["listener::a_port_whose_server_closed_first_can_be_listened_on_again_at_once"],
+    },
+    Break {
+        id: "accept-error-retry",
+        chapter: "b-edge-triggered",
+        file: "src/listener.rs",
+        find: "            Err(error) => return Err(error),\n",
+        replace: "            Err(_) => continue,\n",
+        mistake: "retrying `accept` at once after an error such as `EMFILE`",
+        claim: "an `accept` error ends the accept loop and is returned; the connections still queued get no new edge, and a later call takes them",
+        tests: &[
+            "listener::an_accept_error_ends_the_loop_and_the_rest_stay_queued_with_no_new_edge",
+        ],
     },
     // Chapter 3: one-shot, re-arming, threads, the waker.
     Break {
