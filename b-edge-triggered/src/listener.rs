@@ -70,13 +70,14 @@ pub fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
 /// get no edge of their own: they wait, unseen, until another client
 /// connects. Everything accepted is pushed onto `accepted`.
 ///
-/// Any other error ends the loop and is returned, with connections maybe
-/// still queued and no edge to come for them: the caller must act, and
-/// call again once it can. Retrying at once would spin, since the errors
-/// `accept4` can give here are about this process or the system, not about
-/// one client: out of descriptors (`EMFILE`, `ENFILE`) or memory. (Linux
-/// reports a client that gave up, `ECONNABORTED`, only to a caller that
-/// asks for the client's address, and we ask for none.)
+/// Any error but `WouldBlock` ends the loop and is returned, with some
+/// connections maybe still queued and no edge to come for them: the
+/// caller must act, and call again once it can. Retrying at once would
+/// spin, since the errors `accept4` can give here are about this process
+/// or the system, not about one client: out of descriptors (`EMFILE`,
+/// `ENFILE`) or memory. (Linux reports a client that gave up,
+/// `ECONNABORTED`, only to a caller that asks for the client's address,
+/// and we ask for none.)
 pub fn accept_until_would_block(
     listener: &TcpListener,
     accepted: &mut Vec<TcpStream>,
