@@ -1,13 +1,20 @@
 //! The listening side: an edge-triggered listener must accept until
-//! `WouldBlock`, and what it accepts is born non-blocking and close-on-exec.
+//! `WouldBlock`; an error ends that loop and leaves the rest queued; what
+//! the listener accepts is born non-blocking and close-on-exec; and its
+//! port can be listened on again at once after it closes.
 
 mod support;
 
+use std::env;
 use std::ffi::c_int;
-use std::io::{self, ErrorKind};
+use std::fs::File;
+use std::io::{self, ErrorKind, Read};
 use std::mem;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
 use std::time::Duration;
 
 use b_edge_triggered::listener::{accept, accept_until_would_block, listen};
@@ -76,7 +83,11 @@ fn one_accept_per_edge_leaves_connections_queued_and_accepting_to_would_block_ta
     let mut events = Events::with_capacity(8);
     let (listener, _clients) = listener_with_waiting_clients(&poll);
     poll.poll(&mut events, Some(PATIENCE)).unwrap();
-    assert_eq!(tokens(&events), [LISTENER], "four connections, one edge");
+    assert_eq!(
+        tokens(&events),
+        [LISTENER],
+        "one event for four connections"
+    );
     let _first = accept(&listener).expect("accept");
     poll.poll(&mut events, Some(STALL)).unwrap();
     assert!(events.is_empty(), "no new edge: {:?}", tokens(&events));
@@ -129,6 +140,169 @@ fn the_listener_and_what_it_accepts_are_non_blocking_and_close_on_exec() {
     let stream = accept(&listener).expect("accept");
     assert!(has_flag(&stream, libc::F_GETFL, libc::O_NONBLOCK));
     assert!(has_flag(&stream, libc::F_GETFD, libc::FD_CLOEXEC));
+    assert!(has_flag(&listener, libc::F_GETFL, libc::O_NONBLOCK));
     assert!(has_flag(&listener, libc::F_GETFD, libc::FD_CLOEXEC));
 }
 // ANCHOR_END: accept4_flags
+
+// ANCHOR: reuse_address
+/// The state /proc/net/tcp gives a socket in `TIME_WAIT`.
+const TIME_WAIT: &str = "06";
+
+/// Whether a TCP socket on local port `port` is in `TIME_WAIT`.
+fn in_time_wait(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port = format!(":{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 3 && fields[1].ends_with(&port) && fields[3] == TIME_WAIT
+    })
+}
+
+#[test]
+fn a_port_whose_server_closed_first_can_be_listened_on_again_at_once() {
+    let listener = listen("127.0.0.1:0".parse().unwrap(), 128).expect("listen");
+    let addr = listener.local_addr().unwrap();
+    let mut client = TcpStream::connect(addr).expect("connect");
+    let accepted = within(PATIENCE, "accept one client", move || {
+        let mut accepted = Vec::new();
+        while accepted.is_empty() {
+            accept_until_would_block(&listener, &mut accepted).expect("accept");
+        }
+        accepted
+    });
+    // The server closes first, the client then sees EOF and closes: the
+    // server's side of the connection waits in TIME_WAIT, on the port.
+    drop(accepted);
+    assert_eq!(client.read(&mut [0; 1]).expect("read EOF"), 0);
+    drop(client);
+    wait_until(PATIENCE, "the server's side in TIME_WAIT", || {
+        in_time_wait(addr.port())
+    });
+    let again = listen(addr, 128).map(drop);
+    assert!(again.is_ok(), "listen on {addr} again: {again:?}");
+}
+// ANCHOR_END: reuse_address
+
+// ANCHOR: accept_error
+/// Set in the child process that runs the test below under a lowered
+/// limit of open files, which would hurt the tests running beside it here.
+const IN_CHILD: &str = "LISTENER_TEST_IN_CHILD";
+
+#[test]
+fn an_accept_error_ends_the_loop_and_the_rest_stay_queued_with_no_new_edge() {
+    const NAME: &str = "an_accept_error_ends_the_loop_and_the_rest_stay_queued_with_no_new_edge";
+    if env::var_os(IN_CHILD).is_none() {
+        let output = run_alone_in_a_child(NAME);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "the child: {}\n{stdout}{stderr}",
+            output.status
+        );
+        return;
+    }
+    let mut poll = Poll::new().unwrap();
+    let mut events = Events::with_capacity(8);
+    let (listener, _clients) = listener_with_waiting_clients(&poll);
+    poll.poll(&mut events, Some(PATIENCE)).unwrap();
+    assert_eq!(tokens(&events), [LISTENER]);
+
+    // Leave room for two more descriptors, where four clients wait.
+    let fillers = with_room_for(2);
+    let (listener, accepted, result) = within(Duration::from_secs(5), "accept", move || {
+        let mut accepted = Vec::new();
+        let result = accept_until_would_block(&listener, &mut accepted);
+        (listener, accepted, result)
+    });
+    let error = result.expect_err("out of descriptors");
+    assert_eq!(error.raw_os_error(), Some(libc::EMFILE), "{error}");
+    assert_eq!(accepted.len(), 2, "accepted before the error");
+    assert_eq!(accept_queue(&listener), CLIENTS - 2, "left waiting");
+    poll.poll(&mut events, Some(STALL)).unwrap();
+    assert!(events.is_empty(), "no new edge: {:?}", tokens(&events));
+
+    // Once descriptors are free, a call that no edge asked for takes them.
+    drop(fillers);
+    let mut accepted = accepted;
+    accept_until_would_block(&listener, &mut accepted).expect("accept");
+    assert_eq!((accepted.len(), accept_queue(&listener)), (CLIENTS, 0));
+}
+// ANCHOR_END: accept_error
+
+/// Runs the test `name` of this file alone in a child process with
+/// `IN_CHILD` set, and returns what it printed; kills it if it hangs.
+fn run_alone_in_a_child(name: &str) -> Output {
+    let child = Command::new(env::current_exe().expect("this test's path"))
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_CHILD, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let pid = child.id() as libc::pid_t;
+    let (done, output) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match output.recv_timeout(PATIENCE) {
+        Ok(output) => {
+            let _ = waiter.join();
+            output.expect("the child's output")
+        }
+        Err(_) => {
+            // SAFETY: kill takes plain integers; the child is ours and not
+            // yet reaped (its waiter is still waiting), so `pid` is its.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the child: still running after {PATIENCE:?}, killed");
+        }
+    }
+}
+
+/// Lowers this process's limit of open files so that exactly `room` more
+/// descriptors can be opened, by filling every other free number below the
+/// limit; the limit is restored when what this returns is dropped.
+fn with_room_for(room: usize) -> Fillers {
+    let highest = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .expect("open fds");
+    // SAFETY: rlimit is plain integers, for which all zeroes is valid.
+    let mut old: libc::rlimit = unsafe { mem::zeroed() };
+    // SAFETY: `old` is a live rlimit that getrlimit fills.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
+    let lowered = libc::rlimit {
+        rlim_cur: highest + 1 + room as u64,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: `lowered` is a live rlimit that setrlimit only reads.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+    let mut files = Vec::new();
+    loop {
+        match File::open("/dev/null") {
+            Ok(file) => files.push(file),
+            Err(error) if error.raw_os_error() == Some(libc::EMFILE) => break,
+            Err(error) => panic!("open /dev/null: {error}"),
+        }
+    }
+    assert!(files.len() >= room, "{} free below the limit", files.len());
+    files.truncate(files.len() - room);
+    Fillers { files, old }
+}
+
+/// Files that fill the descriptor table, and the limit to restore.
+struct Fillers {
+    files: Vec<File>,
+    old: libc::rlimit,
+}
+
+impl Drop for Fillers {
+    fn drop(&mut self) {
+        self.files.clear();
+        // SAFETY: `old` is a live rlimit that setrlimit only reads.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &self.old) };
+    }
+}

@@ -259,29 +259,31 @@ impl Registry {
 }
 // ANCHOR_END: registry
 
-// ANCHOR: register_exclusive
+// ANCHOR: register_listener
 impl Registry {
-    /// Starts watching a `source` that other epoll instances watch too, such
-    /// as one listening socket shared by workers that each have a `Poll` of
-    /// their own: when it becomes ready, the kernel wakes one of those
-    /// instances, or a few, not every one (`EPOLLEXCLUSIVE`).
+    /// Starts watching a listening socket for connections: edge-triggered,
+    /// and not one-shot, unlike `register`. Threads that share this epoll
+    /// may then accept from it at once, which is safe, since each `accept`
+    /// takes a connection of its own, and nothing needs re-arming.
     ///
-    /// Edge-triggered, but not one-shot: the kernel refuses `EPOLLEXCLUSIVE`
-    /// together with `EPOLLONESHOT`, and refuses `reregister` for such a
-    /// registration, so it is never re-armed and never needs to be. Nor is
-    /// `EPOLLRDHUP` allowed with it: a listening socket has no peer to
-    /// close, and this registration drops it from `Interest::READABLE`.
-    pub fn register_exclusive(
+    /// `exclusive` is for a listener that other epoll instances watch too,
+    /// such as one shared by workers that each have a `Poll` of their own:
+    /// when a connection arrives, the kernel then wakes one of those
+    /// instances, or a few, not every one (`EPOLLEXCLUSIVE`). The kernel
+    /// refuses it with `EPOLLONESHOT` or `EPOLLRDHUP` (a listener has no
+    /// peer to hang up), and refuses `reregister` for it.
+    pub fn register_listener(
         &self,
-        source: &impl AsFd,
+        listener: &impl AsFd,
         token: Token,
-        interest: Interest,
+        exclusive: bool,
     ) -> io::Result<()> {
-        let flags = (interest.0 & !ffi::EPOLLRDHUP) | ffi::EPOLLET | ffi::EPOLLEXCLUSIVE;
-        self.ctl(ffi::EPOLL_CTL_ADD, source.as_fd(), Some((token, flags)))
+        let sharing = if exclusive { ffi::EPOLLEXCLUSIVE } else { 0 };
+        let flags = ffi::EPOLLIN | ffi::EPOLLET | sharing;
+        self.ctl(ffi::EPOLL_CTL_ADD, listener.as_fd(), Some((token, flags)))
     }
 }
-// ANCHOR_END: register_exclusive
+// ANCHOR_END: register_listener
 
 // ANCHOR: waker
 /// A stop latch: after one `wake`, every thread waiting on the `Poll` wakes,
