@@ -1,7 +1,7 @@
 //! One worker thread's event loop: its own epoll, its own connections, and
 //! the two lists this chapter is about. The ready list gives every ready
 //! connection a turn of at most one budget's work; the cleanup list lets a
-//! connection be closed while the turn may still name it.
+//! connection be closed while the round may still name it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -45,7 +45,7 @@ pub struct Worker {
     connections: Slab<Connection>,
     /// Connections with work to do, in the order they get their turns.
     ready_list: VecDeque<Token>,
-    /// Connections closed during this turn. After it, their tokens leave
+    /// Connections closed during this round. After it, their tokens leave
     /// the ready list and their slots are freed.
     cleanup_list: Vec<Token>,
     waiting: Waiting,
@@ -61,7 +61,7 @@ pub struct Worker {
 /// What a wait brought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
-    /// Events, or none before the timeout: either way, take a turn.
+    /// Events, or none before the timeout: either way, run a round.
     Ready,
     /// The waker: stop.
     Woken,
@@ -292,8 +292,8 @@ impl Worker {
 
 impl Worker {
     // ANCHOR: turn
-    /// One turn: each connection on the ready list, in order, does at most a
-    /// budget's worth of work. Finished responses go to `done`.
+    /// One round: each connection on the ready list, in order, has one
+    /// turn, at most a budget's worth of work. Finished responses go to `done`.
     pub fn turn(&mut self, done: &mut Vec<Completed>) -> Result<(), Error> {
         let result = self.take_turns(done);
         self.clean_up();
@@ -307,7 +307,7 @@ impl Worker {
             };
             let Some(connection) = self.connections.get_mut(token) else {
                 // Closed since it was put on the list (by its twin, earlier
-                // in this turn): whatever readiness it had is about a socket
+                // in this round): whatever readiness it had is about a socket
                 // that is gone.
                 self.stats.ignored += 1;
                 continue;
@@ -334,8 +334,8 @@ impl Worker {
     // ANCHOR: complete
     /// A response is complete: close its connection and, if it was hedged,
     /// its twin, which may be anywhere on the ready list, even later in
-    /// this same turn. Then a waiting request may take the place: it is
-    /// opened in the middle of the turn.
+    /// this same round. Then a waiting request may take the place: it is
+    /// opened in the middle of the round.
     fn complete(&mut self, token: Token, response: Response) -> Result<Completed, Error> {
         let connection = self.close(token)?.expect("the connection just answered");
         if let Some(twin) = connection.twin {
@@ -402,8 +402,8 @@ impl Worker {
         Ok(connection)
     }
 
-    /// After the turn: the closed connections' tokens leave the ready list
-    /// (one pushed back earlier in the turn may still be there), and only
+    /// After the round: the closed connections' tokens leave the ready list
+    /// (one pushed back earlier in the round may still be there), and only
     /// then are their slots freed. A slot is reused once no token for it
     /// is left, so a token always means the connection it was given to.
     /// One pass over the list: a removed slot answers no token.

@@ -2,7 +2,7 @@
 //! hedged request; handling the first answers the request and closes the
 //! second, whose event must then not be acted on. And the other way round:
 //! a twin that fails closes only itself. Last, the ready list's order: one
-//! turn each, round robin.
+//! turn each in every round, round robin.
 
 mod support;
 
@@ -50,7 +50,7 @@ fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
         let addr = listener.local_addr().unwrap();
         let mut worker = Worker::new(Instant::now(), Budget::default()).unwrap();
         // Two connections at most: request 1 waits until request 0 is
-        // answered, and then opens in the middle of the turn.
+        // answered, and then opens in the middle of the round.
         worker.limit_open(2);
         let [first, second] = worker.open_hedged(addr, 0, "/twin").unwrap()[..] else {
             panic!("both twins open");
@@ -80,9 +80,9 @@ fn a_twin_closed_earlier_in_the_batch_is_not_acted_on() {
         let batch: BTreeSet<_> = worker.ready_list().iter().copied().collect();
         assert_eq!(batch, BTreeSet::from([first, second]));
 
-        // One turn: whichever twin goes first answers, closes the other, and
+        // One round: whichever twin goes first answers, closes the other, and
         // opens request 1's connection. That one must not get the closed
-        // twin's slot while the twin's entry is still ahead in this turn.
+        // twin's slot while the twin's entry is still ahead in this round.
         let turns_before = worker.stats().turns;
         worker.turn(&mut done).unwrap();
         assert_eq!(done.len(), 1);
@@ -293,14 +293,20 @@ fn ready_connections_take_turns_in_order_one_read_each() {
             servers.iter().all(|server| unacknowledged(server) == 0)
         });
         worker.wait(Some(PATIENCE)).unwrap();
-        assert_eq!(worker.ready_list().len(), 3);
+        let order: Vec<_> = worker.ready_list().iter().copied().collect();
+        assert_eq!(order.len(), 3);
 
         // Round robin: nobody gets a second read before everyone got a
-        // first, so all three finish in the third turn, none sooner.
-        for turn in 1..=3 {
+        // first, so all three finish in the third round, none sooner; and
+        // each goes to the back of the list, so the order stays the same.
+        for round in 1..=3 {
             worker.turn(&mut done).unwrap();
-            let expected = if turn < 3 { 0 } else { 3 };
-            assert_eq!(done.len(), expected, "after turn {turn}");
+            let expected = if round < 3 { 0 } else { 3 };
+            assert_eq!(done.len(), expected, "after round {round}");
+            if round < 3 {
+                let now: Vec<_> = worker.ready_list().iter().copied().collect();
+                assert_eq!(now, order, "the order after round {round}");
+            }
         }
     });
 }
@@ -333,7 +339,7 @@ fn a_closed_twins_token_leaves_the_ready_list_before_its_slot_is_reused() {
         assert_eq!(order.len(), 2);
 
         // The first on the list gets more to read; the second's answer
-        // ends. In turn 2 the first reads and goes to the back of the list,
+        // ends. In round 2 the first reads and goes to the back of the list,
         // then the second reaches EOF, completes, and closes the first.
         let (slow, fast) = (order[0], order[1]);
         let server = |token| &servers[usize::from(token == second)];
@@ -349,7 +355,7 @@ fn a_closed_twins_token_leaves_the_ready_list_before_its_slot_is_reused() {
         assert_eq!(done.len(), 1);
         assert!(!worker.is_open(slow) && !worker.is_open(fast));
 
-        // The closed twin's token was on the ready list for the next turn;
+        // The closed twin's token was on the ready list for the next round;
         // the cleanup took it off before freeing the slot, so the next
         // connection, which gets that slot and token, is not on the list.
         assert!(
@@ -373,7 +379,7 @@ fn one_pass_of_the_loop_opens_at_most_opens_per_pass_requests() {
     for request in 0..OPENS_PER_PASS + 10 {
         worker.queue(addr, request, "/0/x", false);
     }
-    // Opening is a turn's work like any other: the rest wait for the next
+    // Opening is a round's work like any other: the rest wait for the next
     // pass, so the first requests can be sent in between.
     worker.open_waiting().unwrap();
     assert_eq!(worker.open_for_requests(), OPENS_PER_PASS);

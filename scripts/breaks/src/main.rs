@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread;
@@ -60,8 +61,14 @@ fn main() -> ExitCode {
 }
 
 fn list() -> Result<bool, String> {
+    // `writeln!`, not `println!`: a reader's `scripts/break list | head`
+    // closes the pipe early, which is the end of the listing, not a panic.
+    let mut out = std::io::stdout().lock();
     for b in BREAKS {
-        println!("{:<17} {:<24} {}", b.chapter, b.id, b.claim);
+        let line = writeln!(out, "{:<17} {:<24} {}", b.chapter, b.id, b.claim);
+        if line.is_err() {
+            break;
+        }
     }
     Ok(true)
 }
