@@ -87,6 +87,7 @@ const _: () = {
     assert!(EPOLLRDHUP == libc::EPOLLRDHUP as u32);
     assert!(EPOLLET == libc::EPOLLET as u32);
     assert!(EPOLLONESHOT == libc::EPOLLONESHOT as u32);
+    assert!(EPOLLEXCLUSIVE == libc::EPOLLEXCLUSIVE as u32);
     assert!(EFD_CLOEXEC == libc::EFD_CLOEXEC);
     assert!(EFD_NONBLOCK == libc::EFD_NONBLOCK);
     assert!(size_of::<EpollEvent>() == size_of::<libc::epoll_event>());

@@ -28,9 +28,6 @@ pub const EPOLLHUP: u32 = 0x010;
 pub const EPOLLRDHUP: u32 = 0x2000;
 /// Report changes in readiness (edges) instead of readiness itself (levels).
 pub const EPOLLET: u32 = 1 << 31;
-/// After one event, report nothing more for this fd until `EPOLL_CTL_MOD`
-/// re-arms it.
-pub const EPOLLONESHOT: u32 = 1 << 30;
 
 /// `eventfd` flags: close on `exec`, and never block.
 pub const EFD_CLOEXEC: c_int = 0o2000000;
@@ -82,7 +79,6 @@ const _: () = {
     assert!(EPOLLHUP == libc::EPOLLHUP as u32);
     assert!(EPOLLRDHUP == libc::EPOLLRDHUP as u32);
     assert!(EPOLLET == libc::EPOLLET as u32);
-    assert!(EPOLLONESHOT == libc::EPOLLONESHOT as u32);
     assert!(EFD_CLOEXEC == libc::EFD_CLOEXEC);
     assert!(EFD_NONBLOCK == libc::EFD_NONBLOCK);
     assert!(size_of::<EpollEvent>() == size_of::<libc::epoll_event>());

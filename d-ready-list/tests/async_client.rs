@@ -27,7 +27,7 @@ mod uring;
 mod wakes;
 
 use std::cell::{Cell, RefCell};
-use std::future::{Future, poll_fn};
+use std::future::{Future, pending, poll_fn};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -258,12 +258,12 @@ fn an_event_wakes_only_the_tasks_whose_source_and_direction_became_ready() {
     // registration reports: that must wake neither reader.
     assert!(
         reactor
-            .poll_ready(quiet_token, Direction::Read, &mut quiet_cx)
+            .poll_ready(quiet_token, Direction::Read, &mut None, &mut quiet_cx)
             .is_pending()
     );
     assert!(
         reactor
-            .poll_ready(busy_token, Direction::Read, &mut busy_cx)
+            .poll_ready(busy_token, Direction::Read, &mut None, &mut busy_cx)
             .is_pending()
     );
 
@@ -285,7 +285,7 @@ fn an_event_is_good_for_one_wake() {
     let mut cx = Context::from_waker(&waker);
     assert!(
         reactor
-            .poll_ready(token, Direction::Read, &mut cx)
+            .poll_ready(token, Direction::Read, &mut None, &mut cx)
             .is_pending()
     );
     send(&theirs, b"x");
@@ -319,7 +319,7 @@ fn readiness_that_comes_before_the_task_asks_is_kept() {
     let mut cx = Context::from_waker(&waker);
     assert!(
         reactor
-            .poll_ready(token, Direction::Read, &mut cx)
+            .poll_ready(token, Direction::Read, &mut None, &mut cx)
             .is_ready(),
         "the readiness reported before the task asked was lost"
     );
@@ -886,9 +886,7 @@ fn a_wake_between_the_look_at_the_run_queue_and_the_sleep_is_not_lost() {
         let reactor = Reactor::new().unwrap();
         // A timer far off: a turn that falls asleep wakes only then.
         let (_count, waker) = counted();
-        reactor
-            .timers()
-            .set(None, Instant::now() + DEADLINE, &waker);
+        reactor.set_timer(None, Instant::now() + DEADLINE, &waker);
         let unpark = reactor.unpark();
         let before = Instant::now();
         reactor
@@ -953,6 +951,108 @@ fn two_tasks_reading_one_stream_are_both_woken() {
 }
 // ANCHOR_END: two_readers
 
+// ANCHOR: gave_up
+#[test]
+fn a_read_given_up_by_its_timeout_leaves_no_waiter_behind() {
+    const GAVE_UP: usize = 100;
+    let (ours, mut theirs) = tcp_pair();
+    let report = within(PATIENCE, "readers that give up", move || {
+        let reactor = Reactor::new().unwrap();
+        let mut gave_up = Executor::new(Rc::clone(&reactor));
+        let stream = Rc::new(AsyncTcp::new(&reactor, ours).unwrap());
+        for _ in 0..GAVE_UP {
+            let (s, r) = (Rc::clone(&stream), Rc::clone(&reactor));
+            gave_up.spawn(async move {
+                let mut byte = [0];
+                let _ = timeout(&r, Duration::from_millis(1), s.read(&mut byte)).await;
+            });
+        }
+        gave_up.run(|()| Ok(())).unwrap();
+        // The stream lives on, and a new reader waits on it: the event
+        // that wakes it must wake no one else.
+        let mut reads = Executor::new(Rc::clone(&reactor));
+        let s = Rc::clone(&stream);
+        reads.spawn(async move {
+            let mut byte = [0];
+            s.read(&mut byte).await.unwrap();
+        });
+        theirs.write_all(b"x").unwrap();
+        reads.run(|()| Ok(())).unwrap();
+        gave_up.report()
+    });
+    // Each task that gave up was woken once, by its timer.
+    let stale: usize = report.tasks.iter().map(|task| task.wakes - 1).sum();
+    assert_eq!(stale, 0, "{stale} finished tasks woken by the event");
+}
+// ANCHOR_END: gave_up
+
+// ANCHOR: timeout_from_its_making
+#[test]
+fn a_timeout_counts_from_when_it_is_made_not_from_its_first_poll() {
+    let first_poll = within(PATIENCE, "a timeout awaited late", || {
+        let reactor = Reactor::new().unwrap();
+        let mut executor = Executor::new(Rc::clone(&reactor));
+        executor.spawn(async move {
+            let limit = Duration::from_millis(50);
+            let mut late = pin!(timeout(&reactor, limit, pending::<()>()));
+            // Its 50 ms run out while this sleep waits, before its first
+            // poll: that poll must find the time up.
+            sleep(&reactor, 2 * limit).await;
+            poll_fn(|cx| Poll::Ready(late.as_mut().poll(cx))).await
+        });
+        let mut outputs = Vec::new();
+        executor
+            .run(|output| {
+                outputs.push(output);
+                Ok(())
+            })
+            .unwrap();
+        outputs
+    });
+    let timed_out = Err(TimedOut(Duration::from_millis(50)));
+    assert_eq!(first_poll, [Poll::Ready(timed_out)]);
+}
+// ANCHOR_END: timeout_from_its_making
+
+thread_local! {
+    /// The reactor that `PollsASleep` reaches: a `Waker` must be `Send`,
+    /// so it cannot hold the `Rc` itself.
+    static REACTOR: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
+}
+
+/// A waker that polls a new sleep and drops it when woken, as an executor
+/// that runs its task inside `wake` would.
+#[derive(Default)]
+struct PollsASleep(AtomicUsize);
+
+impl Wake for PollsASleep {
+    fn wake(self: Arc<Self>) {
+        REACTOR.with_borrow(|reactor| {
+            let reactor = reactor.as_ref().expect("the test sets it");
+            let mut other = sleep(reactor, DEADLINE);
+            let _ = Pin::new(&mut other).poll(&mut Context::from_waker(Waker::noop()));
+        });
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_waker_that_polls_a_sleep_finds_the_timer_queue_free() {
+    within(PATIENCE, "a waker that polls a sleep", || {
+        let reactor = Reactor::new().unwrap();
+        REACTOR.set(Some(Rc::clone(&reactor)));
+        let woken = Arc::new(PollsASleep::default());
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut due = sleep(&reactor, Duration::from_millis(1));
+        let first = Pin::new(&mut due).poll(&mut Context::from_waker(&waker));
+        assert!(first.is_pending());
+        while woken.0.load(Ordering::SeqCst) == 0 {
+            reactor.turn(|| true).unwrap();
+        }
+        REACTOR.set(None);
+    });
+}
+
 #[test]
 fn a_source_the_reactor_no_longer_watches_is_an_error_not_a_retry() {
     let reactor = Reactor::new().unwrap();
@@ -961,7 +1061,7 @@ fn a_source_the_reactor_no_longer_watches_is_an_error_not_a_retry() {
     reactor.deregister(&ours, token);
     let (_count, waker) = counted();
     let mut cx = Context::from_waker(&waker);
-    match reactor.poll_ready(token, Direction::Read, &mut cx) {
+    match reactor.poll_ready(token, Direction::Read, &mut None, &mut cx) {
         Poll::Ready(Err(error)) => assert_eq!(error.kind(), io::ErrorKind::NotFound),
         other => panic!("expected an error, got {other:?}"),
     }

@@ -8,8 +8,8 @@
 //! slot and returns `Pending`; a wait turns events, expired timers and
 //! wakes from other threads into wakes. The reactor never runs a task.
 
-use std::cell::{Cell, RefCell, RefMut};
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use d_ready_list::{Events, Interest, Token};
 
-use crate::timers::Timers;
+use crate::timers::{TimerKey, Timers};
 use crate::trace::{Stats, Trace};
 use crate::unpark::Unpark;
 use crate::uring::ring::Ring;
@@ -35,27 +35,46 @@ pub enum Direction {
 /// One direction of one source: what the kernel last said about it, and
 /// the tasks waiting for it to change. Usually one; but two tasks that
 /// share a stream may both wait to read it, and neither may take the
-/// other's place.
+/// other's place. Each waiting future holds the key of its entry, and
+/// takes the entry out when it is dropped (tokio's `Readiness` future),
+/// so a future that gives up (cut short by a timeout) leaves nothing
+/// behind for the next event to wake.
 #[derive(Debug, Default)]
 struct Slot {
     ready: bool,
-    wakers: Vec<Waker>,
+    /// By key, which is the order the futures began to wait.
+    waiters: BTreeMap<WaiterKey, Waker>,
+    next_key: u64,
 }
+
+/// A future's entry among a slot's waiters. Keys are never reused within
+/// a slot, so a future whose entry an event already took out cannot take
+/// out another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WaiterKey(u64);
 
 impl Slot {
     /// An event is good for one wake: the wakers are taken out as they
     /// fire, and a task leaves a new one if it has to wait again.
     fn set_ready(&mut self, woken: &mut Vec<Waker>) {
         self.ready = true;
-        woken.append(&mut self.wakers);
+        woken.extend(std::mem::take(&mut self.waiters).into_values());
     }
 
-    /// Keeps `waker` until the next event, once: a task polled again
-    /// before then (woken for another reason) is not added twice.
-    fn wait(&mut self, waker: &Waker) {
-        if !self.wakers.iter().any(|kept| kept.will_wake(waker)) {
-            self.wakers.push(waker.clone());
+    /// Keeps `waker` until the next event. A future polled again before
+    /// then (its task woken for another reason) finds its entry by its key
+    /// and gives it the latest waker, rather than adding a second one.
+    fn wait(&mut self, key: Option<WaiterKey>, waker: &Waker) -> WaiterKey {
+        if let Some(key) = key {
+            if let Some(kept) = self.waiters.get_mut(&key) {
+                kept.clone_from(waker);
+                return key;
+            }
         }
+        let key = WaiterKey(self.next_key);
+        self.next_key += 1;
+        self.waiters.insert(key, waker.clone());
+        key
     }
 }
 
@@ -119,8 +138,15 @@ impl Reactor {
         Arc::clone(&self.unpark)
     }
 
-    pub fn timers(&self) -> RefMut<'_, Timers> {
-        self.timers.borrow_mut()
+    /// Sets a timer, or gives one already set its latest waker. The timer
+    /// queue is borrowed only inside this call and `cancel_timer`, so no
+    /// caller can hold it while another `Sleep` is polled or dropped.
+    pub fn set_timer(&self, key: Option<TimerKey>, deadline: Instant, waker: &Waker) -> TimerKey {
+        self.timers.borrow_mut().set(key, deadline, waker)
+    }
+
+    pub fn cancel_timer(&self, key: TimerKey) {
+        self.timers.borrow_mut().cancel(key);
     }
 
     /// How many sources are registered now (the tests look).
@@ -178,11 +204,14 @@ impl Reactor {
 
     /// `Ready` if the kernel said `direction` is ready and no system call
     /// has said `WouldBlock` since; otherwise the task's waker goes in the
-    /// slot, and `Pending` means "wake me when that changes".
+    /// slot, and `Pending` means "wake me when that changes". `waiter` is
+    /// the calling future's entry in the slot: `None` until it first
+    /// waits, and given to `stop_waiting` when the future is dropped.
     pub fn poll_ready(
         &self,
         token: Token,
         direction: Direction,
+        waiter: &mut Option<WaiterKey>,
         cx: &mut Context<'_>,
     ) -> task::Poll<io::Result<()>> {
         let mut sources = self.sources.borrow_mut();
@@ -199,8 +228,16 @@ impl Reactor {
         if slot.ready {
             return task::Poll::Ready(Ok(()));
         }
-        slot.wait(cx.waker());
+        *waiter = Some(slot.wait(*waiter, cx.waker()));
         task::Poll::Pending
+    }
+
+    /// A future that waited is dropped: its entry, if no event has taken
+    /// it out yet, goes.
+    pub fn stop_waiting(&self, token: Token, direction: Direction, waiter: WaiterKey) {
+        if let Some(source) = self.sources.borrow_mut().get_mut(&token) {
+            source.slot(direction).waiters.remove(&waiter);
+        }
     }
 
     /// A system call said `WouldBlock`: the readiness we kept is used up,
@@ -229,7 +266,7 @@ impl Reactor {
         self.ring_submit()?;
         let asleep = nothing_to_run() && self.unpark.fall_asleep();
         let timeout = if asleep {
-            self.timers().time_to_next(Instant::now())
+            self.timers.borrow().time_to_next(Instant::now())
         } else {
             Some(Duration::ZERO)
         };
@@ -256,12 +293,12 @@ impl Reactor {
         drop(sources);
         // io_uring: an event on the ring's token or not, read what came.
         self.ring_complete(&mut woken);
-        let (fired, due): (Vec<_>, Vec<_>) =
-            self.timers().expired(Instant::now()).into_iter().unzip();
+        let mut timers = self.timers.borrow_mut();
+        let (fired, due): (Vec<_>, Vec<_>) = timers.expired(Instant::now()).into_iter().unzip();
         // Counts, and the book's picture: nothing here depends on them.
-        self.trace
-            .turn(timeout, asleep, &events, &fired, &self.timers());
+        self.trace.turn(timeout, asleep, &events, &fired, &timers);
         drop(events);
+        drop(timers);
         // A waker may run any code, even code that registers a socket or
         // sets a timer: every borrow is let go first.
         woken.into_iter().chain(due).for_each(Waker::wake);

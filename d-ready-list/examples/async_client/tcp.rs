@@ -10,7 +10,7 @@ use std::task::{self, Context, ready};
 use d_ready_list::Token;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::reactor::{Direction, Reactor};
+use crate::reactor::{Direction, Reactor, WaiterKey};
 
 // ANCHOR: async_tcp
 /// A non-blocking TCP stream, registered with the reactor for as long as
@@ -55,26 +55,59 @@ impl AsyncTcp {
 // ANCHOR_END: async_tcp
 
 // ANCHOR: poll_io
+/// One future's entry among the tasks that wait on one direction of the
+/// stream. The future owns it, so a future dropped while it waits (cut
+/// short by a timeout) takes its waker out of the reactor's slot.
+struct Waiter<'a> {
+    tcp: &'a AsyncTcp,
+    direction: Direction,
+    /// Set by the first `Pending`: the entry in the reactor's slot.
+    key: Option<WaiterKey>,
+}
+
 impl AsyncTcp {
-    /// Every future below is this: while the reactor says `direction` is
+    fn waiter(&self, direction: Direction) -> Waiter<'_> {
+        Waiter {
+            tcp: self,
+            direction,
+            key: None,
+        }
+    }
+}
+
+impl Waiter<'_> {
+    /// Every future below is this: while the reactor says the direction is
     /// ready, try the system call; when it says `WouldBlock`, the readiness
     /// is used up, so clear it, and the next look at the reactor leaves the
     /// task's waker and returns `Pending`.
     fn poll_io<T>(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
-        direction: Direction,
         mut op: impl FnMut(&TcpStream) -> io::Result<T>,
     ) -> task::Poll<io::Result<T>> {
+        let AsyncTcp {
+            stream,
+            token,
+            reactor,
+        } = self.tcp;
         loop {
-            ready!(self.reactor.poll_ready(self.token, direction, cx))?;
-            match op(&self.stream) {
+            ready!(reactor.poll_ready(*token, self.direction, &mut self.key, cx))?;
+            match op(stream) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.reactor.clear_ready(self.token, direction);
+                    reactor.clear_ready(*token, self.direction);
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 result => return task::Poll::Ready(result),
             }
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let tcp = self.tcp;
+            tcp.reactor.stop_waiting(tcp.token, self.direction, key);
         }
     }
 }
@@ -94,13 +127,15 @@ impl AsyncTcp {
             Some(error) => Err(error),
             None => Ok(()),
         };
-        poll_fn(|cx| self.poll_io(cx, Direction::Write, done)).await
+        let mut waiter = self.waiter(Direction::Write);
+        poll_fn(|cx| waiter.poll_io(cx, done)).await
     }
 
     pub async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        let mut waiter = self.waiter(Direction::Write);
         while !bytes.is_empty() {
             let write = |mut stream: &TcpStream| stream.write(bytes);
-            match poll_fn(|cx| self.poll_io(cx, Direction::Write, write)).await? {
+            match poll_fn(|cx| waiter.poll_io(cx, write)).await? {
                 0 => return Err(io::ErrorKind::WriteZero.into()),
                 n => bytes = &bytes[n..],
             }
@@ -109,7 +144,8 @@ impl AsyncTcp {
     }
 
     pub async fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_io(cx, Direction::Read, |mut stream| stream.read(buffer))).await
+        let mut waiter = self.waiter(Direction::Read);
+        poll_fn(|cx| waiter.poll_io(cx, |mut stream| stream.read(buffer))).await
     }
 }
 

@@ -44,14 +44,11 @@ impl Future for Sleep {
         let this = self.get_mut();
         if Instant::now() >= this.deadline {
             if let Some(key) = this.key.take() {
-                this.reactor.timers().cancel(key);
+                this.reactor.cancel_timer(key);
             }
             return Poll::Ready(());
         }
-        let key = this
-            .reactor
-            .timers()
-            .set(this.key, this.deadline, cx.waker());
+        let key = this.reactor.set_timer(this.key, this.deadline, cx.waker());
         this.key = Some(key);
         Poll::Pending
     }
@@ -60,7 +57,7 @@ impl Future for Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.reactor.timers().cancel(key);
+            self.reactor.cancel_timer(key);
         }
     }
 }
@@ -83,26 +80,30 @@ impl From<TimedOut> for io::Error {
     }
 }
 
-/// Runs `future` for at most `duration`. When the time runs out, the
-/// future is dropped where it stands, and with it whatever it owns: a
-/// request's connection is deregistered and closed.
-pub async fn timeout<F: Future>(
+/// Runs `future` for at most `duration`, counted from now, when `timeout`
+/// is called, not from the first poll (as `tokio::time::timeout`): a
+/// timeout made and awaited later has less time left. When the time runs
+/// out, the future is dropped where it stands, and with it whatever it
+/// owns: a request's connection is deregistered and closed.
+pub fn timeout<F: Future>(
     reactor: &Rc<Reactor>,
     duration: Duration,
     future: F,
-) -> Result<F::Output, TimedOut> {
-    let mut future = pin!(future);
+) -> impl Future<Output = Result<F::Output, TimedOut>> + use<F> {
     let mut sleep = sleep(reactor, duration);
-    poll_fn(|cx| {
-        // The future first: an answer that came in the same turn as the
-        // deadline still counts.
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Ok(output));
-        }
-        Pin::new(&mut sleep)
-            .poll(cx)
-            .map(|()| Err(TimedOut(duration)))
-    })
-    .await
+    async move {
+        let mut future = pin!(future);
+        poll_fn(|cx| {
+            // The future first: an answer that came in the same turn as
+            // the deadline still counts.
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            Pin::new(&mut sleep)
+                .poll(cx)
+                .map(|()| Err(TimedOut(duration)))
+        })
+        .await
+    }
 }
 // ANCHOR_END: timeout
