@@ -193,8 +193,11 @@ fn a_reactor_dropped_with_operations_in_flight_waits_for_them_then_frees() {
 /// reads the ring's fdinfo, which exists only while the ring's fd is open.
 struct Witness {
     ring: RawFd,
-    saw: Rc<RefCell<Option<io::Result<(bool, usize)>>>>,
+    saw: Rc<RefCell<Option<Sight>>>,
 }
+
+/// What the witness read: the ring's queues empty, and its `PollList`.
+type Sight = io::Result<(bool, usize)>;
 
 impl Drop for Witness {
     fn drop(&mut self) {

@@ -165,7 +165,7 @@ pub fn draw() -> io::Result<String> {
     svg.text(
         SQ_X,
         18.0,
-        "submission queue: sent with one io_uring_enter",
+        "submission queue: one io_uring_enter",
         Font::page(13.0),
     );
     svg.text(
