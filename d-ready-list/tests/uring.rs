@@ -172,12 +172,30 @@ fn queue_three_rings_of_no_ops() {
     };
     let ring = reactor.ring().expect("a ring");
     let n = 3 * uring::ENTRIES as usize;
+    let ids = start_no_ops(ring, n);
+    await_no_ops(&reactor, &ids);
+    // One enter each time the queue filled, and one for the rest.
+    assert_eq!(ring.stats().enters, 3);
+    assert_eq!(ring.in_flight(), 0);
+}
+// ANCHOR_END: full_queue
+
+/// Queues `n` no-ops, and returns their ids.
+fn start_no_ops(ring: &uring::ring::Ring, n: usize) -> Vec<u64> {
     let nop = Sqe {
         opcode: ffi::IORING_OP_NOP,
         ..Sqe::default()
     };
-    let ids: Vec<u64> = (0..n).map(|_| ring.start(nop).expect("queued")).collect();
-    let mut done = vec![false; n];
+    // SAFETY: a no-op points at nothing.
+    (0..n)
+        .map(|_| unsafe { ring.start(nop) }.expect("queued"))
+        .collect()
+}
+
+/// Turns the reactor until every one of the no-ops `ids` has completed.
+fn await_no_ops(reactor: &Reactor, ids: &[u64]) {
+    let ring = reactor.ring().expect("a ring");
+    let mut done = vec![false; ids.len()];
     while done.contains(&false) {
         // Sleeps until completions come: a lost entry never comes, and
         // the harness's patience ends the test.
@@ -192,11 +210,27 @@ fn queue_three_rings_of_no_ops() {
             }
         }
     }
-    // One enter each time the queue filled, and one for the rest.
-    assert_eq!(ring.stats().enters, 3);
-    assert_eq!(ring.in_flight(), 0);
 }
-// ANCHOR_END: full_queue
+
+/// More completions than the completion queue holds: the kernel keeps the
+/// rest on an overflow list (`IORING_FEAT_NODROP`) and sets
+/// `IORING_SQ_CQ_OVERFLOW`, and the reactor must still deliver every one.
+#[test]
+fn more_completions_than_the_completion_queue_holds_all_arrive() {
+    within(PATIENCE, "every no-op completes", || {
+        let Some(reactor) =
+            ring_or_skip("more_completions_than_the_completion_queue_holds_all_arrive")
+        else {
+            return;
+        };
+        let ring = reactor.ring().expect("a ring");
+        let cq_entries = ring.params().cq_entries as usize;
+        // Five rings of submissions: more than the completion queue holds.
+        let ids = start_no_ops(ring, cq_entries + uring::ENTRIES as usize);
+        await_no_ops(&reactor, &ids);
+        assert_eq!(ring.in_flight(), 0);
+    });
+}
 
 // ANCHOR: file
 #[test]

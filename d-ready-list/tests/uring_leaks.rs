@@ -26,10 +26,11 @@ mod unpark;
 #[path = "../examples/async_client/uring/mod.rs"]
 mod uring;
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Mutex;
 use std::task::{Context, Waker};
@@ -38,7 +39,8 @@ use std::time::Duration;
 use client::Request;
 use reactor::Reactor;
 use support::{PATIENCE, open_fds, within};
-use uring::ops::UringTcp;
+use uring::ffi::{self, Sqe};
+use uring::ops::Op;
 
 /// One test at a time: they count the process's fds.
 static TURNS: Mutex<()> = Mutex::new(());
@@ -62,8 +64,12 @@ fn ring_or_skip(test: &str) -> Option<Rc<Reactor>> {
 /// The kernel's own view of a ring, from /proc: its queues' heads and
 /// tails, and the requests waiting on a socket (`PollList`).
 fn fdinfo(ring: &impl AsFd) -> (bool, usize) {
-    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", ring.as_fd().as_raw_fd()))
-        .expect("fdinfo");
+    try_fdinfo(ring.as_fd().as_raw_fd()).expect("fdinfo")
+}
+
+/// As `fdinfo`, for an fd that may be closed already.
+fn try_fdinfo(ring: RawFd) -> io::Result<(bool, usize)> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{ring}"))?;
     let field = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
@@ -76,7 +82,7 @@ fn fdinfo(ring: &impl AsFd) -> (bool, usize) {
         .skip(1)
         .take_while(|line| line.starts_with(char::is_whitespace))
         .count();
-    (queues_empty, polls)
+    Ok((queues_empty, polls))
 }
 
 // ANCHOR: timed_out
@@ -111,9 +117,10 @@ fn a_timed_out_request_cancels_its_operations_and_leaks_nothing() {
         )
         .expect("run");
         assert_eq!(timed_out, 1);
-        // The timeout dropped the receive in flight: its cancellation and
-        // the socket's close are queued; the next turns send them, and the
-        // receive's completion frees what it kept.
+        // The timeout dropped the receive in flight: its cancellation is
+        // queued; the next turns send it, and the receive's completion
+        // frees what it kept, the socket with it (an ordinary close(2):
+        // the receive, not the stream, held the socket's last `Rc`).
         assert!(ring.in_flight() > 0);
         while ring.in_flight() > 0 {
             reactor.turn(|| true).expect("turn");
@@ -140,8 +147,25 @@ fn a_reactor_dropped_with_operations_in_flight_waits_for_them_then_frees() {
             return;
         };
         let stream = std::net::TcpStream::connect(addr).expect("connect");
-        let stream = UringTcp::from_stream(&reactor, stream);
-        let mut receive = Box::pin(stream.recv(Vec::with_capacity(64)));
+        // A receive that keeps, beside its buffer and its socket, a witness
+        // that looks at the ring when the ring frees it.
+        let saw = Rc::new(RefCell::new(None));
+        let witness = Witness {
+            ring: reactor.ring().expect("a ring").as_fd().as_raw_fd(),
+            saw: Rc::clone(&saw),
+        };
+        let mut buffer = Vec::<u8>::with_capacity(64);
+        let sqe = Sqe {
+            opcode: ffi::IORING_OP_RECV,
+            fd: stream.as_raw_fd(),
+            addr: buffer.spare_capacity_mut().as_mut_ptr() as u64,
+            len: 64,
+            ..Sqe::default()
+        };
+        // SAFETY: `addr` points at the vector's heap block, and the socket
+        // is the stream's: both kept by the operation.
+        let receive = unsafe { Op::start(&reactor, (stream, buffer, witness), sqe) };
+        let mut receive = Box::pin(receive);
         let mut cx = Context::from_waker(Waker::noop());
         assert!(receive.as_mut().poll(&mut cx).is_pending());
         reactor
@@ -150,9 +174,33 @@ fn a_reactor_dropped_with_operations_in_flight_waits_for_them_then_frees() {
         // Everything dropped at once, as when a program returns from main
         // with a request in flight.
         drop(receive);
-        drop(stream);
         drop(reactor);
+        // Freed after its completion, the witness found the ring still
+        // open and nothing in it; freed without the wait, after the ring's
+        // fd was closed, it found no ring.
+        let saw = saw.borrow_mut().take().expect("the witness was freed");
+        assert_eq!(
+            saw.expect("the ring was open when the receive's completion freed its buffer"),
+            (true, 0),
+            "nothing left in the kernel's ring"
+        );
         assert_eq!(open_fds(), before, "socket, ring, epoll and eventfd closed");
     });
 }
 // ANCHOR_END: dropped_reactor
+
+/// Kept by an operation beside its buffer: when the ring frees it, it
+/// reads the ring's fdinfo, which exists only while the ring's fd is open.
+struct Witness {
+    ring: RawFd,
+    saw: Rc<RefCell<Option<Sight>>>,
+}
+
+/// What the witness read: the ring's queues empty, and its `PollList`.
+type Sight = io::Result<(bool, usize)>;
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        *self.saw.borrow_mut() = Some(try_fdinfo(self.ring));
+    }
+}

@@ -150,20 +150,22 @@ fn item(what: &str, fd: i32, requests: &HashMap<i32, usize>) -> Item {
 
 const TOP: f64 = 52.0;
 const ROW: f64 = 40.0;
-const SQ_X: f64 = 60.0;
-const CQ_X: f64 = 450.0;
-const BOX: f64 = 70.0;
-const WIDTH: f64 = 840.0;
+const SQ_X: f64 = 36.0;
+const CQ_X: f64 = 394.0;
+const BOX: f64 = 66.0;
+const GAP: f64 = 3.0;
+// Drawn no wider than the book's column, so that it is not scaled down.
+const WIDTH: f64 = 745.0;
 
 pub fn draw() -> io::Result<String> {
     let turns = record()?;
-    let height = TOP + ROW * turns.len() as f64 + 40.0;
+    let height = TOP + ROW * turns.len() as f64 + 52.0;
     let mut svg = Svg::new(WIDTH, height);
     svg.text(0.0, 18.0, "turn", Font::page(13.0));
     svg.text(
         SQ_X,
         18.0,
-        "submission queue: sent with one io_uring_enter",
+        "submission queue: one io_uring_enter",
         Font::page(13.0),
     );
     svg.text(
@@ -188,8 +190,14 @@ pub fn draw() -> io::Result<String> {
     svg.text(
         0.0,
         y,
-        "A close posts no completion. A cancel posts its own, beside its target's; \
-         the cancelled request's socket closes when its receive completes.",
+        "A close posts no completion. A cancel posts its own, beside its target's.",
+        Font::page(12.0).bold(false),
+    );
+    svg.text(
+        0.0,
+        y + 16.0,
+        "The cancelled request's socket is closed by close(2), outside the ring, \
+         once its receive completes.",
         Font::page(12.0).bold(false),
     );
     Ok(svg.finish(
@@ -207,7 +215,7 @@ fn boxes(svg: &mut Svg, x: f64, y: f64, items: &[Item], empty: &str) {
         svg.text(x, y + 19.0, empty, Font::page(12.0).bold(false));
     }
     for (i, item) in items.iter().enumerate() {
-        let left = x + (BOX + 4.0) * i as f64;
+        let left = x + (BOX + GAP) * i as f64;
         let color = item.request.map_or(svg::GREY, |r| COLORS[r]);
         let fill = match item.what.as_str() {
             "cancel" | "cancelled" => Fill::solid(color).dashed(),
@@ -217,6 +225,6 @@ fn boxes(svg: &mut Svg, x: f64, y: f64, items: &[Item], empty: &str) {
             Some(r) => format!("{} r{r}", item.what),
             None => item.what.clone(),
         };
-        svg.label((left, y, BOX, 28.0), fill, &label, Font::boxed(11.0));
+        svg.label((left, y, BOX, 28.0), fill, &label, Font::boxed(10.0));
     }
 }

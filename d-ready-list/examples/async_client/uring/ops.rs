@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{self, Context, ready};
@@ -32,11 +32,21 @@ pub struct Op<T: 'static> {
 }
 
 impl<T: 'static> Op<T> {
-    /// Queues `sqe`, whose pointers point into memory that `kept` owns on
-    /// the heap (moving `kept` does not move it).
-    pub fn start(reactor: &Rc<Reactor>, kept: T, sqe: Sqe) -> Op<T> {
+    /// Queues `sqe` on the reactor's ring, and keeps `kept` until its
+    /// completion (or hands it to the ring if dropped before).
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `sqe` points into heap memory that `kept` owns
+    /// (moving `kept` does not move it), or into nothing the kernel reads
+    /// or writes; and `kept` keeps its fd open. Only the safe functions
+    /// below call it, each building its entry from the buffer it keeps.
+    pub unsafe fn start(reactor: &Rc<Reactor>, kept: T, sqe: Sqe) -> Op<T> {
         let started = match reactor.ring() {
-            Some(ring) => ring.start(sqe),
+            // SAFETY: `kept`, our caller promised, keeps alive what `sqe`
+            // points at; this `Op` keeps `kept` until the completion, or
+            // `abandon` does when the `Op` is dropped before.
+            Some(ring) => unsafe { ring.start(sqe) },
             None => Err(io::Error::other("this reactor has no io_uring")),
         };
         let (id, not_started) = match started {
@@ -98,8 +108,11 @@ pub struct UringTcp {
 
 impl UringTcp {
     pub async fn connect(reactor: &Rc<Reactor>, addr: SocketAddr) -> io::Result<UringTcp> {
-        // Blocking: the ring never blocks on it, and a blocking socket
-        // needs no `SOCK_NONBLOCK`. socket2 adds `SOCK_CLOEXEC`.
+        // Blocking: the ring never blocks on it (for a socket that is not
+        // ready, io_uring arms a poll of its own and retries when it is), so
+        // it needs no `SOCK_NONBLOCK`. The readiness path could not use it:
+        // there a `recv` on a blocking socket blocks the whole executor.
+        // socket2 adds `SOCK_CLOEXEC`.
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         let fd = Rc::new(OwnedFd::from(socket));
         let stream = UringTcp {
@@ -114,7 +127,9 @@ impl UringTcp {
             off: u64::from(addr.len()),
             ..Sqe::default()
         };
-        Op::start(reactor, (fd, addr), sqe).await.0?;
+        // SAFETY: `addr` points into the boxed sockaddr, and the socket is
+        // the `Rc`'s: both kept by the operation.
+        unsafe { Op::start(reactor, (fd, addr), sqe) }.await.0?;
         Ok(stream)
     }
 
@@ -142,8 +157,10 @@ impl UringTcp {
             op_flags: libc::MSG_NOSIGNAL as u32,
             ..Sqe::default()
         };
-        let (result, (_, buffer)) =
-            Op::start(&self.reactor, (Rc::clone(self.fd()), buffer), sqe).await;
+        // SAFETY: `addr` points at the vector's heap block, and the socket
+        // is the `Rc`'s: both kept by the operation.
+        let op = unsafe { Op::start(&self.reactor, (Rc::clone(self.fd()), buffer), sqe) };
+        let (result, (_, buffer)) = op.await;
         (result.map(|n| n as usize), buffer)
     }
 
@@ -152,7 +169,10 @@ impl UringTcp {
             let (result, rest) = self.send(buffer).await;
             match result? {
                 0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => buffer = rest[n..].to_vec(),
+                n => {
+                    buffer = rest;
+                    buffer.drain(..n);
+                }
             }
         }
         Ok(())
@@ -160,8 +180,10 @@ impl UringTcp {
 
     /// Receives into the buffer's spare capacity, and returns how many
     /// bytes came (0: the peer has closed), with the buffer, its length
-    /// grown by as many.
+    /// grown by as many. The buffer must have spare capacity: with none,
+    /// 0 would be no end of file.
     pub async fn recv(&self, mut buffer: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        assert!(buffer.capacity() > buffer.len(), "recv into a full buffer");
         let spare = buffer.spare_capacity_mut();
         let sqe = Sqe {
             opcode: ffi::IORING_OP_RECV,
@@ -170,8 +192,10 @@ impl UringTcp {
             len: u32::try_from(spare.len()).unwrap_or(u32::MAX),
             ..Sqe::default()
         };
-        let (result, (_, mut buffer)) =
-            Op::start(&self.reactor, (Rc::clone(self.fd()), buffer), sqe).await;
+        // SAFETY: `addr` points at the vector's spare capacity, on its heap
+        // block, and the socket is the `Rc`'s: both kept by the operation.
+        let op = unsafe { Op::start(&self.reactor, (Rc::clone(self.fd()), buffer), sqe) };
+        let (result, (_, mut buffer)) = op.await;
         let result = result.map(|n| n as usize);
         if let Ok(n) = result {
             // SAFETY: the kernel wrote `n` bytes into the spare capacity,
@@ -184,19 +208,14 @@ impl UringTcp {
 
 impl Drop for UringTcp {
     /// Closed through the ring with the round's other entries. If an
-    /// abandoned operation still holds the socket, it closes when that
-    /// operation's completion frees it.
+    /// abandoned operation still holds the socket, an ordinary `close(2)`
+    /// closes it when that operation's completion frees what it kept.
     fn drop(&mut self) {
         let Some(fd) = self.fd.take().and_then(|fd| Rc::try_unwrap(fd).ok()) else {
             return;
         };
-        let Some(ring) = self.reactor.ring() else {
-            return;
-        };
-        let raw = fd.into_raw_fd();
-        if ring.close(raw).is_err() {
-            // SAFETY: the entry was not queued, so `raw` is still ours.
-            drop(unsafe { OwnedFd::from_raw_fd(raw) });
+        if let Some(ring) = self.reactor.ring() {
+            ring.close(fd);
         }
     }
 }
@@ -222,7 +241,10 @@ pub async fn read_at(
         len: u32::try_from(spare.len()).unwrap_or(u32::MAX),
         ..Sqe::default()
     };
-    let (result, (_, mut buffer)) = Op::start(reactor, (file, buffer), sqe).await;
+    // SAFETY: `addr` points at the vector's spare capacity, on its heap
+    // block, and the file is the `Rc`'s: both kept by the operation.
+    let op = unsafe { Op::start(reactor, (file, buffer), sqe) };
+    let (result, (_, mut buffer)) = op.await;
     let result = result.map(|n| n as usize);
     if let Ok(n) = result {
         // SAFETY: the kernel wrote `n` bytes into the spare capacity.

@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{self, Context, Waker};
@@ -133,6 +133,12 @@ pub struct Ring {
 
     /// Indexed by `user_data`. A slot is freed only when its completion
     /// has come, so a `user_data` is never reused while the kernel has it.
+    /// Nor can a late cancellation hit a new operation in the same slot:
+    /// the slot is freed when `complete` reads its completion, after the
+    /// turn's submit, so a cancel queued for it sits ahead of any reuse in
+    /// the submission queue, and the kernel runs `ASYNC_CANCEL` at once, as
+    /// it takes the entry. (`IOSQE_ASYNC` or linked entries would break
+    /// that; we use neither.)
     ops: RefCell<Vec<Option<Lifecycle>>>,
     free: RefCell<Vec<usize>>,
     in_flight: Cell<usize>,
@@ -344,8 +350,9 @@ impl Ring {
         self.log_sent(to_submit);
         loop {
             self.count(|stats| stats.enters += 1);
-            // SAFETY: each published entry points only at memory that an
-            // operation slot keeps alive until its completion (see `start`).
+            // SAFETY: each published entry was written by `start` (whose
+            // caller promised that its pointers stay valid until the
+            // completion, kept by the operation's slot) or points at nothing.
             let result =
                 unsafe { ffi::io_uring_enter(self.fd.as_raw_fd(), to_submit, min_complete, flags) };
             match result {
@@ -354,6 +361,10 @@ impl Ring {
                     return Ok(());
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // The kernel is short of memory for requests, or its
+                // completion queue is full: the entries stay in the queue,
+                // and the next turn's submit sends them.
+                Err(error) if min_complete == 0 && is_busy(&error) => return Ok(()),
                 Err(error) => return Err(error),
             }
         }
@@ -378,12 +389,25 @@ impl Ring {
 }
 // ANCHOR_END: submit
 
+/// `io_uring_enter` could not take the entries now, but may next time:
+/// out of memory for requests (`EAGAIN`), or completions the kernel could
+/// not post yet (`EBUSY`).
+fn is_busy(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY))
+}
+
 // ANCHOR: start
 impl Ring {
-    /// Queues an operation and returns its id. The memory `sqe` points at
-    /// must stay alive until the completion: its future keeps it, or
-    /// hands it to `abandon`.
-    pub fn start(&self, mut sqe: Sqe) -> io::Result<u64> {
+    /// Queues an operation and returns its id.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `sqe` (its buffer, its sockaddr) points into memory
+    /// that stays valid, and is not otherwise used, until the operation's
+    /// completion has been read: memory its future keeps and, if dropped
+    /// early, hands to `abandon`. A pointer into nothing the kernel reads
+    /// or writes (a no-op's) is fine. The fd is open until then too.
+    pub unsafe fn start(&self, mut sqe: Sqe) -> io::Result<u64> {
         let mut ops = self.ops.borrow_mut();
         let id = match self.free.borrow_mut().pop() {
             Some(id) => id,
@@ -404,14 +428,21 @@ impl Ring {
 
     /// Closes `fd` with the round's other entries, and posts no completion
     /// if it succeeds: a close costs no system call and wakes no one.
-    pub fn close(&self, fd: RawFd) -> io::Result<()> {
-        self.push(Sqe {
+    /// Should the entry not fit even after an `enter`, an ordinary
+    /// `close(2)` closes it now.
+    pub fn close(&self, fd: OwnedFd) {
+        let raw = fd.into_raw_fd();
+        let queued = self.push(Sqe {
             opcode: ffi::IORING_OP_CLOSE,
             flags: ffi::IOSQE_CQE_SKIP_SUCCESS,
-            fd,
+            fd: raw,
             user_data: CLOSE,
             ..Sqe::default()
-        })
+        });
+        if queued.is_err() {
+            // SAFETY: the entry was not queued, so `raw` is still ours.
+            drop(unsafe { OwnedFd::from_raw_fd(raw) });
+        }
     }
 
     /// The operation's result if its completion came, or `Pending` with
@@ -459,7 +490,8 @@ impl Ring {
         };
         self.count(|stats| stats.cancels += 1);
         // If even a full queue cannot be sent, the operation runs to its
-        // end; its buffer is kept until then all the same.
+        // end; its buffer is kept until then all the same (and should its
+        // peer never speak, `Ring::drop` waits for ever).
         let _ = self.push(cancel);
     }
 }
@@ -503,9 +535,11 @@ impl Ring {
             }
         }
         self.log_completed(first, tail.wrapping_sub(first));
-        // Release: we have read the entries before the kernel may reuse
-        // their slots.
-        self.cq_head().store(head, Ordering::Release);
+        if seen > 0 {
+            // Release: we have read the entries before the kernel may
+            // reuse their slots.
+            self.cq_head().store(head, Ordering::Release);
+        }
         drop(ops);
         self.count(|stats| stats.completions += seen);
         // Dropped last: a socket kept alive by an abandoned operation
