@@ -31,6 +31,10 @@ pub const EPOLLET: u32 = 1 << 31;
 /// After one event, report nothing more for this fd until `EPOLL_CTL_MOD`
 /// re-arms it.
 pub const EPOLLONESHOT: u32 = 1 << 30;
+/// For a file that several epoll instances watch: an event wakes one of
+/// them, or a few, rather than all. Only with `EPOLL_CTL_ADD`, and not
+/// with `EPOLLONESHOT` or `EPOLLRDHUP`.
+pub const EPOLLEXCLUSIVE: u32 = 1 << 28;
 
 /// `eventfd` flags: close on `exec`, and never block.
 pub const EFD_CLOEXEC: c_int = 0o2000000;
