@@ -20,7 +20,8 @@ mod timers;
 mod worker;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -66,6 +67,7 @@ struct WorkerReport {
     accept_calls: u64,
     wakeups: u64,
     out_of_fds: u64,
+    timed_out: u64,
 }
 
 /// A server child process, stopped (stdin closed) when dropped.
@@ -85,19 +87,27 @@ impl Server {
     /// Starts the server with `args`, and at most `nofile` open files if
     /// given, and waits for the line that says where it listens.
     fn start_with(args: &str, nofile: Option<u64>) -> Server {
+        Server::start_reading(args, nofile, Stdio::piped())
+    }
+
+    /// The same, with `stdin` as the server's standard input.
+    fn start_reading(args: &str, nofile: Option<u64>, stdin: Stdio) -> Server {
         let mut command = Command::new(std::env::current_exe().expect("current_exe"));
         command
             .args(["server_child", "--exact", "--ignored", "--nocapture"])
             .args(["--test-threads=1", "--quiet"])
             // Never outlives the test, even if the test is killed.
             .env(CHILD_ARGS, format!("--port 0 --deadline 60 {args}"))
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(nofile) = nofile {
             // SAFETY: the closure runs in the child between fork and exec,
-            // where only async-signal-safe calls are allowed: it calls
-            // setrlimit, which is one, and allocates nothing.
+            // where a lock another thread held at the fork stays held for
+            // ever, so nothing may allocate or lock. setrlimit is not on
+            // POSIX's list of async-signal-safe functions, but glibc's is a
+            // bare wrapper around the system call: no allocation, no lock.
+            // The closure allocates nothing (the error is made from errno).
             unsafe {
                 command.pre_exec(move || {
                     let limit = libc::rlimit {
@@ -208,6 +218,7 @@ fn parse_report(line: &str) -> WorkerReport {
         answered,
         bad_requests,
         failed,
+        timed_out,
         accept_calls,
         wakeups,
         out_of_fds,
@@ -223,6 +234,7 @@ fn parse_report(line: &str) -> WorkerReport {
         accept_calls,
         wakeups,
         out_of_fds,
+        timed_out,
     }
 }
 
@@ -259,6 +271,19 @@ fn answer(mut stream: TcpStream) -> io::Result<(u16, String)> {
         .ok_or_else(|| io::Error::other(format!("no length in {head:?}")))?;
     assert_eq!(body.len(), length, "the body has the length the head says");
     Ok((status, body.to_string()))
+}
+
+/// Reads every answer at once, each on a thread of its own, so that the
+/// unanswered cost one `PATIENCE` in all, not one each.
+fn answers(streams: Vec<TcpStream>) -> Vec<io::Result<(u16, String)>> {
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|stream| thread::spawn(move || answer(stream)))
+        .collect();
+    readers
+        .into_iter()
+        .map(|reader| reader.join().expect("a reader thread"))
+        .collect()
 }
 
 /// How many file descriptors process `pid` has open.
@@ -427,6 +452,7 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
     // Its own few (stdio, epolls, eventfd, listener), and room for about
     // a dozen connections at a time.
     let server = Server::start_with("--workers 1", Some(24));
+    let start = Instant::now();
     let streams: Vec<TcpStream> = (0..CLIENTS)
         .map(|i| request(server.addr, &format!("/200/client-{i}")))
         .collect();
@@ -434,6 +460,8 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
         let (status, body) = answer(stream).expect("every client is answered");
         assert_eq!((status, body), (200, format!("client-{i}")));
     }
+    // The retry every 50 ms while out of descriptors, at most.
+    let retries = start.elapsed().as_millis() as u64 / 50 + 1;
     let (status, reports, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
     let report = &reports[0];
@@ -443,9 +471,9 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
     );
     assert_eq!(report.accepted, CLIENTS);
     // One call per connection, one per empty queue or EMFILE each time
-    // the listener gets a turn: a listener edge or a close.
+    // the listener gets a turn: a listener edge, a close, or a retry.
     assert!(
-        report.accept_calls <= 3 * CLIENTS + 4,
+        report.accept_calls <= 3 * CLIENTS + 4 + retries,
         "accept4 spun: {report:?}"
     );
     assert_eq!(
@@ -458,6 +486,34 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
     );
 }
 // ANCHOR_END: emfile
+
+// ANCHOR: emfile_reuseport
+/// The limit on descriptors is the process's, and a worker's own closes
+/// are not the only ones that free one. Two workers, each with its own
+/// `SO_REUSEPORT` queue: a worker that met `EMFILE` with no connection of
+/// its own open would, waiting for its own close, never accept again, and
+/// its queue would never be served. It tries again after a while instead.
+#[test]
+fn out_of_descriptors_with_two_reuseport_workers_answers_everyone() {
+    const CLIENTS: usize = 40;
+    let server = Server::start_with("--workers 2 --listener reuseport", Some(24));
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| request(server.addr, &format!("/200/client-{i}")))
+        .collect();
+    let answers = answers(streams);
+    let (status, reports, stderr) = server.stop();
+    let unanswered = answers.iter().filter(|answer| answer.is_err()).count();
+    assert_eq!(unanswered, 0, "{reports:?}\n{stderr}");
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap(), (200, format!("client-{i}")));
+    }
+    assert!(status.success(), "{stderr}");
+    assert!(
+        total(&reports, |r| r.out_of_fds) > 0,
+        "the limit was never reached: {reports:?}"
+    );
+}
+// ANCHOR_END: emfile_reuseport
 
 // ANCHOR: threads
 /// Thousands of connections wait for their delays at once, and the server
@@ -706,23 +762,124 @@ fn sleeping(pid: u32, tid: u32) -> bool {
 /// A client that sends half a request and then nothing: its socket is
 /// non-blocking from `accept4`, so the worker reads what there is, sees
 /// `WouldBlock`, and serves the next client, instead of waiting in `read`
-/// for the rest.
+/// for the rest. With `--max-open 1` the half request holds the worker's
+/// one place, and the next client waits in the accept queue until the
+/// half request's head deadline closes it.
 #[test]
 fn a_client_that_sends_half_a_request_stalls_nobody() {
-    let server = Server::start("--workers 1");
-    let mut half = TcpStream::connect(server.addr).unwrap();
-    half.write_all(b"GET /10/half HTTP/1.1\r\nHo").unwrap();
-    let mut next = request(server.addr, "/10/next");
-    next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut bytes = Vec::new();
-    let read = next.read_to_end(&mut bytes);
-    assert!(read.is_ok(), "the next client was not answered: {read:?}");
-    assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\nnext"));
-    drop(half);
-    let (status, _, stderr) = server.stop();
-    assert!(status.success(), "{stderr}");
+    for args in ["--workers 1", "--workers 1 --max-open 1 --head-timeout 0.5"] {
+        let server = Server::start(args);
+        let mut half = TcpStream::connect(server.addr).unwrap();
+        half.write_all(b"GET /10/half HTTP/1.1\r\nHo").unwrap();
+        let mut next = request(server.addr, "/10/next");
+        next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut bytes = Vec::new();
+        let read = next.read_to_end(&mut bytes);
+        assert!(
+            read.is_ok(),
+            "{args}: the next client was not answered: {read:?}"
+        );
+        assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\nnext"));
+        drop(half);
+        let (status, reports, stderr) = server.stop();
+        assert!(status.success(), "{stderr}");
+        if args.contains("--max-open") {
+            assert_eq!(reports[0].timed_out, 1, "{args}: {reports:?}");
+        }
+    }
 }
 // ANCHOR_END: half_request
+
+// ANCHOR: half_close
+/// A client that shuts down its sending half after its request (as
+/// `nc -N` does) has said all it will say, and still reads: it is
+/// answered. Both orders: the end comes after the server has read the
+/// request, or is already there when the server first reads (the worker's
+/// one place taken, the second client waits in the accept queue).
+#[test]
+fn a_client_that_shuts_down_its_sending_half_is_still_answered() {
+    let server = Server::start("--workers 1 --max-open 1");
+    let after_read = request(server.addr, "/300/half");
+    let port = after_read.local_addr().unwrap().port();
+    wait_until(PATIENCE, "the server has read the request", || {
+        receive_queue(server.addr.port(), port) == Some(0)
+    });
+    after_read.shutdown(Shutdown::Write).unwrap();
+    let already_there = request(server.addr, "/10/already");
+    already_there.shutdown(Shutdown::Write).unwrap();
+    let answers = answers(vec![after_read, already_there]);
+    let (status, reports, stderr) = server.stop();
+    assert_eq!(
+        answers
+            .into_iter()
+            .map(|answer| answer.map_err(|error| error.to_string()))
+            .collect::<Vec<_>>(),
+        [Ok((200, "half".into())), Ok((200, "already".into()))],
+        "{reports:?}\n{stderr}"
+    );
+    assert!(status.success(), "{stderr}");
+}
+// ANCHOR_END: half_close
+
+// ANCHOR: shared_pause
+/// `--max-open 1` and one shared listener: the worker that holds the long
+/// request is full, and must not take the wake-up for the next
+/// connection, which under `EPOLLEXCLUSIVE` may be the only one, and which
+/// edge-triggered it would never be given again. The other worker, idle,
+/// answers the short request at once.
+#[test]
+fn a_full_worker_does_not_swallow_the_shared_listeners_wakeups() {
+    let server = Server::start("--workers 2 --listener shared --max-open 1");
+    let pid = server.pid();
+    let mut workers = Vec::new();
+    wait_until(PATIENCE, "two named workers", || {
+        workers = worker_threads(pid);
+        workers.len() == 2
+    });
+    let long = request(server.addr, "/3000/long");
+    let port = long.local_addr().unwrap().port();
+    wait_until(
+        PATIENCE,
+        "the long request read, every worker asleep",
+        || {
+            receive_queue(server.addr.port(), port) == Some(0)
+                && workers.iter().all(|&tid| sleeping(pid, tid))
+        },
+    );
+    let sent = Instant::now();
+    let (status, body) = answer(request(server.addr, "/10/short")).unwrap();
+    let elapsed = sent.elapsed();
+    assert_eq!((status, body.as_str()), (200, "short"));
+    drop(long);
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "{elapsed:?}: {reports:?}"
+    );
+}
+// ANCHOR_END: shared_pause
+
+// ANCHOR: stdin_ends
+/// The server stops when its stdin ends, even when the bytes before the
+/// end and the end itself came together, as from `head -c 100 /dev/zero |`:
+/// one edge for both, so stdin is read until nothing is left.
+#[test]
+fn the_server_stops_when_its_stdin_held_bytes_then_ended() {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into an array of two.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 returned two new fds that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut write = std::fs::File::from(write);
+    write.write_all(&[0; 100]).unwrap();
+    drop(write);
+    let server = Server::start_reading("--workers 1", None, Stdio::from(read));
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(reports.len(), 1, "{stderr}");
+}
+// ANCHOR_END: stdin_ends
 
 // ANCHOR: max_open
 /// With `--max-open 2`, a worker holds at most two connections; the rest
