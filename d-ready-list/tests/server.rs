@@ -21,7 +21,7 @@ mod worker;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -193,6 +193,27 @@ impl Server {
             Arc::strong_count(&self.stderr) == 1
         });
         (status, reports, stderr)
+    }
+}
+
+impl Server {
+    /// Waits for the server to exit on its own, its stdin still open:
+    /// its exit status and what it said on stderr.
+    fn exit(mut self) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                break status;
+            }
+            assert!(start.elapsed() < PATIENCE, "the server did not stop");
+            thread::sleep(Duration::from_millis(5));
+        };
+        let mut stderr = String::new();
+        wait_until(PATIENCE, "server stderr read", || {
+            stderr = self.stderr.lock().unwrap().clone();
+            Arc::strong_count(&self.stderr) == 1
+        });
+        (status, stderr)
     }
 }
 
@@ -859,6 +880,68 @@ fn a_full_worker_does_not_swallow_the_shared_listeners_wakeups() {
     );
 }
 // ANCHOR_END: shared_pause
+
+// ANCHOR: worker_fails
+/// A worker that fails on its own stops the whole server at once: one
+/// line says which worker and why, and the exit status says it failed;
+/// the server does not wait for its stdin to close. To make a worker
+/// fail, the test takes a copy of the server's listening socket
+/// (`pidfd_getfd`, allowed on our own child) and shuts it down: it is no
+/// longer listening, and `accept4` says `EINVAL`, a bug no worker can
+/// get past.
+#[test]
+fn a_worker_that_fails_stops_the_server_with_one_line() {
+    let server = Server::start("--workers 2");
+    let listener = listening_fd(server.pid(), server.addr.port());
+    // SAFETY: shutdown takes no pointers; the fd is our own copy.
+    let shut = unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) };
+    assert_eq!(shut, 0, "{}", io::Error::last_os_error());
+    let (status, stderr) = server.exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1
+            && lines[0].starts_with("server: worker ")
+            && lines[0].contains(" stopped: "),
+        "{stderr}"
+    );
+}
+// ANCHOR_END: worker_fails
+
+/// A copy, in this process, of the socket that process `pid` listens on
+/// at `port`: its inode found in /proc/PID/net/tcp, its fd among
+/// /proc/PID/fd's links, and the fd copied with `pidfd_getfd`.
+fn listening_fd(pid: u32, port: u16) -> OwnedFd {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("net/tcp");
+    let inode = table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = u16::from_str_radix(fields[1].rsplit(':').next()?, 16).ok()?;
+            (local == port && fields[3] == "0A").then(|| fields[9].to_string())
+        })
+        .expect("a listening socket on the port");
+    let target = format!("socket:[{inode}]");
+    let fd: i32 = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc fd")
+        .filter_map(Result::ok)
+        .find(|entry| {
+            std::fs::read_link(entry.path()).is_ok_and(|link| link.as_os_str() == target.as_str())
+        })
+        .and_then(|entry| entry.file_name().to_str()?.parse().ok())
+        .expect("the listener's fd");
+    // SAFETY: pidfd_open takes no pointers.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    assert!(pidfd >= 0, "pidfd_open: {}", io::Error::last_os_error());
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: pidfd_getfd takes no pointers; pidfd is open while borrowed.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    assert!(copy >= 0, "pidfd_getfd: {}", io::Error::last_os_error());
+    // SAFETY: as above: a new fd, ours alone.
+    unsafe { OwnedFd::from_raw_fd(copy as i32) }
+}
 
 // ANCHOR: stdin_ends
 /// The server stops when its stdin ends, even when the bytes before the

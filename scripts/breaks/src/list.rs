@@ -1202,4 +1202,14 @@ pub const BREAKS: &[Break] = &[
         claim: "a client that sends half a request cannot hold a `--max-open` place for ever",
         tests: &["server::a_client_that_sends_half_a_request_stalls_nobody"],
     },
+    Break {
+        id: "server-unnoticed-worker",
+        chapter: "d-ready-list",
+        file: "examples/server/server.rs",
+        find: "        let _ = self.0.wake();\n",
+        replace: "        let _ = &self.0;\n",
+        mistake: "a server that learns of a failed worker only when it is told to stop",
+        claim: "a worker that fails stops the server at once, with one line and a failing status",
+        tests: &["server::a_worker_that_fails_stops_the_server_with_one_line"],
+    },
 ];
