@@ -401,8 +401,8 @@ fn bad_requests_are_answered_400_and_the_server_goes_on() {
 // ANCHOR: black_box
 /// A client that resets, one that leaves before its answer, one that
 /// never reads an endless body, and a client process stopped with
-/// SIGSTOP: the others are answered, the server says one line for each
-/// that failed, and it stops cleanly.
+/// SIGSTOP: the others are answered, the server says in clear lines that
+/// some failed, and it stops cleanly.
 #[test]
 fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
     let server = Server::start("--workers 1");
@@ -461,6 +461,45 @@ fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
     assert!(reports[0].answered >= 4, "{reports:?}\n{stderr}");
 }
 // ANCHOR_END: black_box
+
+// ANCHOR: complaints
+/// Clients that fail one after another (each resets while it waits) cost
+/// the server's stderr at most a line a second, not a line each: a flood
+/// of bad clients cannot become a flood of output.
+#[test]
+fn failing_clients_cost_at_most_a_line_a_second_on_stderr() {
+    const CLIENTS: usize = 30;
+    let server = Server::start("--workers 1");
+    let pid = server.pid();
+    let fds = open_fds(pid);
+    let start = Instant::now();
+    // Each reset once the server holds the connection, so that its close
+    // is the server's doing: the descriptor count then falls back.
+    for i in 0..CLIENTS {
+        let stream = request(server.addr, &format!("/5000/reset-{i}"));
+        let port = stream.local_addr().unwrap().port();
+        wait_until(PATIENCE, "the server has read the request", || {
+            receive_queue(server.addr.port(), port) == Some(0)
+        });
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(stream);
+    }
+    wait_until(PATIENCE, "the server has closed every connection", || {
+        open_fds(pid) <= fds
+    });
+    let seconds = start.elapsed().as_secs();
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(reports[0].failed, CLIENTS as u64, "{reports:?}\n{stderr}");
+    let lines = stderr.lines().count() as u64;
+    assert!(
+        (1..=seconds + 1).contains(&lines),
+        "{lines} lines in {seconds} s or so:\n{stderr}"
+    );
+}
+// ANCHOR_END: complaints
 
 // ANCHOR: emfile
 /// More clients than the server has descriptors for: accepting stops at

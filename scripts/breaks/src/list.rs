@@ -1212,4 +1212,14 @@ pub const BREAKS: &[Break] = &[
         claim: "a worker that fails stops the server at once, with one line and a failing status",
         tests: &["server::a_worker_that_fails_stops_the_server_with_one_line"],
     },
+    Break {
+        id: "server-complaint-flood",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "            self.held += 1;\n            return;\n",
+        replace: "            self.held += 1;\n",
+        mistake: "a line on stderr for every client that fails",
+        claim: "clients that fail one after another cost at most a line a second on stderr",
+        tests: &["server::failing_clients_cost_at_most_a_line_a_second_on_stderr"],
+    },
 ];
