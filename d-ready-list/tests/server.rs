@@ -687,6 +687,62 @@ fn an_endless_reader_does_not_starve_the_small_requests() {
 }
 // ANCHOR_END: starvation
 
+// ANCHOR: behind_the_head
+/// A client sends its request and, behind it, as much as the socket will
+/// hold, before the server reads any of it (the worker's one place is
+/// taken, so the connection waits in the accept queue). The server's first
+/// read takes a full buffer: bytes are left, and, the socket's window
+/// closed, no more will arrive to make an edge. The worker reads on
+/// (edge-triggered: until the socket is empty), so the client's bytes keep
+/// flowing; a worker that waited for an edge would leave them, and the
+/// client, stuck.
+#[test]
+fn bytes_left_behind_a_request_head_are_read_without_a_new_edge() {
+    let server = Server::start("--workers 1 --max-open 1");
+    let blocker = request(server.addr, "/300/blocker");
+    let port = blocker.local_addr().unwrap().port();
+    wait_until(PATIENCE, "the server has read the blocker", || {
+        receive_queue(server.addr.port(), port) == Some(0)
+    });
+    let mut flood = request(server.addr, "/60000/flood");
+    flood.set_nonblocking(true).unwrap();
+    let bytes = vec![b'x'; 1 << 16];
+    loop {
+        match flood.write(&bytes) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) => panic!("filling the socket: {error}"),
+        }
+    }
+    flood.set_nonblocking(false).unwrap();
+    assert_eq!(answer(blocker).unwrap(), (200, "blocker".to_string()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match flood.write(&bytes) {
+                    Ok(n) => sent.fetch_add(n as u64, Ordering::Relaxed),
+                    Err(_) => break,
+                };
+            }
+        })
+    };
+    // Failing, the server is killed when dropped, and the sender's write
+    // then fails too.
+    wait_until(
+        PATIENCE,
+        "16 MiB more flowed after the buffers filled",
+        || sent.load(Ordering::Relaxed) >= 16 << 20,
+    );
+    let (status, _, stderr) = server.stop();
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    assert!(status.success(), "{stderr}");
+}
+// ANCHOR_END: behind_the_head
+
 // ANCHOR: cleanup
 /// A client resets while it waits for its delay; the next client is given
 /// its slot, and so its token. The reset client's deadline must have gone

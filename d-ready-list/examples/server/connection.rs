@@ -249,6 +249,15 @@ impl Connection {
                 }
                 Ok(n) => {
                     read += n;
+                    // A short read emptied the socket (TCP copies all it
+                    // has, up to the buffer's size): what comes next makes
+                    // a new edge, as a `WouldBlock` would have told us.
+                    // tokio clears readiness on a short read the same way.
+                    // This spares a read per request that could only say
+                    // `WouldBlock`.
+                    if n < buffer.len() {
+                        self.readable = false;
+                    }
                     let searched = head.len().saturating_sub(3);
                     head.extend_from_slice(&buffer[..n]);
                     if let Some(end) = find_blank_line(&head[searched..]) {
@@ -260,6 +269,9 @@ impl Connection {
                     }
                     if head.len() > MAX_HEAD {
                         break None;
+                    }
+                    if !self.readable {
+                        return Ok(Progress::Idle);
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -275,10 +287,14 @@ impl Connection {
                 let deadline = Instant::now() + delay;
                 let answer = response("200 OK", message.as_bytes());
                 self.state = State::Waiting { deadline, answer };
-                // What the client sends from now on is read only when an
-                // event brings the connection back: no read per request
-                // just to find the end.
-                Ok(Progress::Idle)
+                // Bytes may still be waiting behind the head, with no edge
+                // to come for them (edge-triggered: read until the socket
+                // is empty): then `watch` reads them in the next turn.
+                Ok(if self.readable {
+                    Progress::StillReady
+                } else {
+                    Progress::Idle
+                })
             }
             Reply::Endless => {
                 self.state = State::Endless(Endless::default());

@@ -1222,4 +1222,14 @@ pub const BREAKS: &[Break] = &[
         claim: "clients that fail one after another cost at most a line a second on stderr",
         tests: &["server::failing_clients_cost_at_most_a_line_a_second_on_stderr"],
     },
+    Break {
+        id: "server-head-then-idle",
+        chapter: "d-ready-list",
+        file: "examples/server/connection.rs",
+        find: "                Ok(if self.readable {\n                    Progress::StillReady\n                } else {\n                    Progress::Idle\n                })",
+        replace: "                Ok(Progress::Idle)",
+        mistake: "after the request head, waiting for an edge with bytes still unread",
+        claim: "bytes behind a request head are read, though no edge will come for them",
+        tests: &["server::bytes_left_behind_a_request_head_are_read_without_a_new_edge"],
+    },
 ];
