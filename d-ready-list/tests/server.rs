@@ -549,17 +549,33 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
 
 // ANCHOR: emfile_reuseport
 /// The limit on descriptors is the process's, and a worker's own closes
-/// are not the only ones that free one. Two workers, each with its own
-/// `SO_REUSEPORT` queue: a worker that met `EMFILE` with no connection of
-/// its own open would, waiting for its own close, never accept again, and
-/// its queue would never be served. It tries again after a while instead.
+/// are not the only way one comes free. Two `SO_REUSEPORT` workers, each
+/// with its own queue, none with a connection: the test lowers the
+/// server's limit (`prlimit`) to the descriptors it has, so that every
+/// `accept4` meets `EMFILE`, connects ten clients, waits until all ten
+/// sit in the accept queues, and raises the limit again. No connection
+/// closes: a worker that waited for one of its own would never accept
+/// again. Each tries again after a while, so every client is answered.
 #[test]
 fn out_of_descriptors_with_two_reuseport_workers_answers_everyone() {
-    const CLIENTS: usize = 40;
-    let server = Server::start_with("--workers 2 --listener reuseport", Some(24));
-    let streams: Vec<TcpStream> = (0..CLIENTS)
-        .map(|i| request(server.addr, &format!("/200/client-{i}")))
+    const CLIENTS: usize = 10;
+    let server = Server::start("--workers 2 --listener reuseport");
+    let pid = server.pid();
+    let limit = nofile(pid);
+    // The lowest fd number free in the server: the next one it would get.
+    let used: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
+    let next = (0..).find(|fd| !used.contains(fd)).unwrap();
+    set_nofile(pid, next, limit.rlim_max);
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| request(server.addr, &format!("/10/client-{i}")))
+        .collect();
+    wait_until(PATIENCE, "every client waits in an accept queue", || {
+        accept_queues(server.addr.port()) == CLIENTS as u64
+    });
+    set_nofile(pid, limit.rlim_cur, limit.rlim_max);
     let answers = answers(streams);
     let (status, reports, stderr) = server.stop();
     let unanswered = answers.iter().filter(|answer| answer.is_err()).count();
@@ -574,6 +590,62 @@ fn out_of_descriptors_with_two_reuseport_workers_answers_everyone() {
     );
 }
 // ANCHOR_END: emfile_reuseport
+
+/// Process `pid`'s limit on open files.
+fn nofile(pid: u32) -> libc::rlimit {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: no new limit (null); the old one is written to `limit`.
+    let ret = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut limit,
+        )
+    };
+    assert_eq!(ret, 0, "prlimit: {}", io::Error::last_os_error());
+    limit
+}
+
+/// Sets process `pid`'s limit on open files (our own child: allowed).
+fn set_nofile(pid: u32, soft: u64, hard: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: the new limit is read from `limit`; no old one (null).
+    let ret = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(ret, 0, "prlimit: {}", io::Error::last_os_error());
+}
+
+/// Connections waiting in the accept queues of the sockets listening on
+/// `port`: for a listener, /proc/net/tcp's receive queue is its accept
+/// queue.
+fn accept_queues(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = u16::from_str_radix(fields[1].rsplit(':').next()?, 16).ok()?;
+            if local != port || fields[3] != "0A" {
+                return None;
+            }
+            u64::from_str_radix(fields[4].split(':').nth(1)?, 16).ok()
+        })
+        .sum()
+}
 
 // ANCHOR: threads
 /// Thousands of connections wait for their delays at once, and the server
@@ -688,14 +760,16 @@ fn an_endless_reader_does_not_starve_the_small_requests() {
 // ANCHOR_END: starvation
 
 // ANCHOR: behind_the_head
-/// A client sends its request and, behind it, as much as the socket will
-/// hold, before the server reads any of it (the worker's one place is
-/// taken, so the connection waits in the accept queue). The server's first
-/// read takes a full buffer: bytes are left, and, the socket's window
-/// closed, no more will arrive to make an edge. The worker reads on
-/// (edge-triggered: until the socket is empty), so the client's bytes keep
-/// flowing; a worker that waited for an edge would leave them, and the
-/// client, stuck.
+/// A client sends its request and, behind it in the same write, 60 KiB
+/// more, all there before the server reads any of it (the worker's one
+/// place is taken, so the connection waits in the accept queue). The
+/// server's first read takes a full buffer and finds the head; bytes are
+/// left, and nothing more will arrive to make an edge for them. The worker
+/// reads on (edge-triggered: until the socket is empty), so they are read:
+/// the kernel shows the socket's receive queue empty. A worker that waited
+/// for an edge would leave them there until the client's answer is due,
+/// and a close with unread bytes resets the connection instead of ending
+/// it.
 #[test]
 fn bytes_left_behind_a_request_head_are_read_without_a_new_edge() {
     let server = Server::start("--workers 1 --max-open 1");
@@ -704,42 +778,20 @@ fn bytes_left_behind_a_request_head_are_read_without_a_new_edge() {
     wait_until(PATIENCE, "the server has read the blocker", || {
         receive_queue(server.addr.port(), port) == Some(0)
     });
-    let mut flood = request(server.addr, "/60000/flood");
-    flood.set_nonblocking(true).unwrap();
-    let bytes = vec![b'x'; 1 << 16];
-    loop {
-        match flood.write(&bytes) {
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-            Err(error) => panic!("filling the socket: {error}"),
-        }
-    }
-    flood.set_nonblocking(false).unwrap();
+    let mut behind = TcpStream::connect(server.addr).unwrap();
+    let mut bytes =
+        d_ready_list::http::request("/60000/behind", &server.addr.to_string()).into_bytes();
+    bytes.resize(bytes.len() + 60 * 1024, b'x');
+    behind.write_all(&bytes).unwrap();
+    let port = behind.local_addr().unwrap().port();
     assert_eq!(answer(blocker).unwrap(), (200, "blocker".to_string()));
-    let sent = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match flood.write(&bytes) {
-                    Ok(n) => sent.fetch_add(n as u64, Ordering::Relaxed),
-                    Err(_) => break,
-                };
-            }
-        })
-    };
-    // Failing, the server is killed when dropped, and the sender's write
-    // then fails too.
-    wait_until(
-        PATIENCE,
-        "16 MiB more flowed after the buffers filled",
-        || sent.load(Ordering::Relaxed) >= 16 << 20,
-    );
-    let (status, _, stderr) = server.stop();
-    stop.store(true, Ordering::Relaxed);
-    sender.join().unwrap();
+    wait_until(PATIENCE, "the server has read every byte", || {
+        receive_queue(server.addr.port(), port) == Some(0)
+    });
+    drop(behind);
+    let (status, reports, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
+    assert_eq!(reports[0].accepted, 2, "{reports:?}");
 }
 // ANCHOR_END: behind_the_head
 
@@ -886,7 +938,11 @@ fn a_client_that_sends_half_a_request_stalls_nobody() {
     for args in ["--workers 1", "--workers 1 --max-open 1 --head-timeout 0.5"] {
         let server = Server::start(args);
         let mut half = TcpStream::connect(server.addr).unwrap();
-        half.write_all(b"GET /10/half HTTP/1.1\r\nHo").unwrap();
+        // More than one read takes, with no end of head: the server reads
+        // again, and that read must say `WouldBlock`, not wait.
+        let mut bytes = b"GET /10/half HTTP/1.1\r\nHo".to_vec();
+        bytes.resize(8 * 1024, b'o');
+        half.write_all(&bytes).unwrap();
         let mut next = request(server.addr, "/10/next");
         next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut bytes = Vec::new();
