@@ -69,7 +69,8 @@ Options:
   -h, --help         print this help
 
 It stops when stdin closes (Ctrl-D) or at the deadline, and then prints how
-many connections each worker accepted.
+many connections each worker accepted; or at once, with one line on stderr
+and a failing exit status, if a worker fails.
 ";
 
 /// `Ok(None)` means `--help`.
