@@ -28,6 +28,10 @@ pub const EPOLLHUP: u32 = 0x010;
 pub const EPOLLRDHUP: u32 = 0x2000;
 /// Report changes in readiness (edges) instead of readiness itself (levels).
 pub const EPOLLET: u32 = 1 << 31;
+/// For a file that several epoll instances watch: an event wakes one of
+/// them, or a few, rather than all. Only with `EPOLL_CTL_ADD`, and not
+/// with `EPOLLONESHOT` or `EPOLLRDHUP`.
+pub const EPOLLEXCLUSIVE: u32 = 1 << 28;
 
 /// `eventfd` flags: close on `exec`, and never block.
 pub const EFD_CLOEXEC: c_int = 0o2000000;
@@ -79,6 +83,7 @@ const _: () = {
     assert!(EPOLLHUP == libc::EPOLLHUP as u32);
     assert!(EPOLLRDHUP == libc::EPOLLRDHUP as u32);
     assert!(EPOLLET == libc::EPOLLET as u32);
+    assert!(EPOLLEXCLUSIVE == libc::EPOLLEXCLUSIVE as u32);
     assert!(EFD_CLOEXEC == libc::EFD_CLOEXEC);
     assert!(EFD_NONBLOCK == libc::EFD_NONBLOCK);
     assert!(size_of::<EpollEvent>() == size_of::<libc::epoll_event>());

@@ -13,7 +13,9 @@
 //! holds the requests that wait for a connection, [`endless`] is the body
 //! that never ends, and [`client`] runs the workers and reports. Imports go
 //! one way: client, then worker, then connection, then http.
-//! [`delay_server`] and [`http`] are support code, the same file, byte for
+//! [`listener`] is the other side of a socket, a listening one, as in
+//! chapters 2 and 3; the server example accepts from it. [`delay_server`]
+//! and [`http`] are support code, the same file, byte for
 //! byte, in every chapter. [`cli`], the command line, is support code too,
 //! but not the same everywhere: this chapter's is chapter 3's plus
 //! `--hedge`, `--endless` and `--max-open`.
@@ -31,6 +33,7 @@ pub mod endless;
 pub mod error;
 pub mod ffi;
 pub mod http;
+pub mod listener;
 mod opening;
 mod poll;
 pub mod slab;

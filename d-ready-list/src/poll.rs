@@ -276,6 +276,32 @@ impl Registry {
 }
 // ANCHOR_END: registry
 
+// ANCHOR: register_listener
+impl Registry {
+    /// Starts watching a listening socket for connections: edge-triggered,
+    /// like `register`, for reading only. Every `accept` takes a connection
+    /// of its own, so nothing about a listener needs re-arming.
+    ///
+    /// `exclusive` is for a listener that other epoll instances watch too,
+    /// such as one shared by workers that each have a `Poll` of their own:
+    /// when a connection arrives, the kernel then wakes one of those
+    /// instances, or a few, not every one (`EPOLLEXCLUSIVE`). The kernel
+    /// refuses it with `EPOLLONESHOT` or `EPOLLRDHUP` (a listener has no
+    /// peer to hang up), and refuses `reregister` for it: to stop and start
+    /// again, `deregister` and register anew.
+    pub fn register_listener(
+        &self,
+        listener: &impl AsFd,
+        token: Token,
+        exclusive: bool,
+    ) -> io::Result<()> {
+        let sharing = if exclusive { ffi::EPOLLEXCLUSIVE } else { 0 };
+        let flags = ffi::EPOLLIN | ffi::EPOLLET | sharing;
+        self.ctl(ffi::EPOLL_CTL_ADD, listener.as_fd(), Some((token, flags)))
+    }
+}
+// ANCHOR_END: register_listener
+
 // ANCHOR: waker
 /// Wakes a thread blocked in [`Poll::poll`] from any other thread, as
 /// often as needed: mio's `Waker`, which tokio uses to unpark its I/O

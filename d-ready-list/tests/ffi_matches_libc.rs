@@ -46,6 +46,7 @@ fn constants_equal_libcs() {
     assert_eq!(ffi::EPOLLHUP, libc::EPOLLHUP as u32);
     assert_eq!(ffi::EPOLLRDHUP, libc::EPOLLRDHUP as u32);
     assert_eq!(ffi::EPOLLET, libc::EPOLLET as u32);
+    assert_eq!(ffi::EPOLLEXCLUSIVE, libc::EPOLLEXCLUSIVE as u32);
     assert_eq!(ffi::EFD_CLOEXEC, libc::EFD_CLOEXEC);
     assert_eq!(ffi::EFD_NONBLOCK, libc::EFD_NONBLOCK);
 }

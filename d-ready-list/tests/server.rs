@@ -20,7 +20,8 @@ mod timers;
 mod worker;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -66,6 +67,7 @@ struct WorkerReport {
     accept_calls: u64,
     wakeups: u64,
     out_of_fds: u64,
+    timed_out: u64,
 }
 
 /// A server child process, stopped (stdin closed) when dropped.
@@ -85,19 +87,27 @@ impl Server {
     /// Starts the server with `args`, and at most `nofile` open files if
     /// given, and waits for the line that says where it listens.
     fn start_with(args: &str, nofile: Option<u64>) -> Server {
+        Server::start_reading(args, nofile, Stdio::piped())
+    }
+
+    /// The same, with `stdin` as the server's standard input.
+    fn start_reading(args: &str, nofile: Option<u64>, stdin: Stdio) -> Server {
         let mut command = Command::new(std::env::current_exe().expect("current_exe"));
         command
             .args(["server_child", "--exact", "--ignored", "--nocapture"])
             .args(["--test-threads=1", "--quiet"])
             // Never outlives the test, even if the test is killed.
             .env(CHILD_ARGS, format!("--port 0 --deadline 60 {args}"))
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(nofile) = nofile {
             // SAFETY: the closure runs in the child between fork and exec,
-            // where only async-signal-safe calls are allowed: it calls
-            // setrlimit, which is one, and allocates nothing.
+            // where a lock another thread held at the fork stays held for
+            // ever, so nothing may allocate or lock. setrlimit is not on
+            // POSIX's list of async-signal-safe functions, but glibc's is a
+            // bare wrapper around the system call: no allocation, no lock.
+            // The closure allocates nothing (the error is made from errno).
             unsafe {
                 command.pre_exec(move || {
                     let limit = libc::rlimit {
@@ -186,6 +196,27 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Waits for the server to exit on its own, its stdin still open:
+    /// its exit status and what it said on stderr.
+    fn exit(mut self) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                break status;
+            }
+            assert!(start.elapsed() < PATIENCE, "the server did not stop");
+            thread::sleep(Duration::from_millis(5));
+        };
+        let mut stderr = String::new();
+        wait_until(PATIENCE, "server stderr read", || {
+            stderr = self.stderr.lock().unwrap().clone();
+            Arc::strong_count(&self.stderr) == 1
+        });
+        (status, stderr)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // Only when a test failed before `stop`: the child is ours.
@@ -208,6 +239,7 @@ fn parse_report(line: &str) -> WorkerReport {
         answered,
         bad_requests,
         failed,
+        timed_out,
         accept_calls,
         wakeups,
         out_of_fds,
@@ -223,6 +255,7 @@ fn parse_report(line: &str) -> WorkerReport {
         accept_calls,
         wakeups,
         out_of_fds,
+        timed_out,
     }
 }
 
@@ -259,6 +292,19 @@ fn answer(mut stream: TcpStream) -> io::Result<(u16, String)> {
         .ok_or_else(|| io::Error::other(format!("no length in {head:?}")))?;
     assert_eq!(body.len(), length, "the body has the length the head says");
     Ok((status, body.to_string()))
+}
+
+/// Reads every answer at once, each on a thread of its own, so that the
+/// unanswered cost one `PATIENCE` in all, not one each.
+fn answers(streams: Vec<TcpStream>) -> Vec<io::Result<(u16, String)>> {
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|stream| thread::spawn(move || answer(stream)))
+        .collect();
+    readers
+        .into_iter()
+        .map(|reader| reader.join().expect("a reader thread"))
+        .collect()
 }
 
 /// How many file descriptors process `pid` has open.
@@ -355,8 +401,8 @@ fn bad_requests_are_answered_400_and_the_server_goes_on() {
 // ANCHOR: black_box
 /// A client that resets, one that leaves before its answer, one that
 /// never reads an endless body, and a client process stopped with
-/// SIGSTOP: the others are answered, the server says one line for each
-/// that failed, and it stops cleanly.
+/// SIGSTOP: the others are answered, the server says in clear lines that
+/// some failed, and it stops cleanly.
 #[test]
 fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
     let server = Server::start("--workers 1");
@@ -416,6 +462,45 @@ fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
 }
 // ANCHOR_END: black_box
 
+// ANCHOR: complaints
+/// Clients that fail one after another (each resets while it waits) cost
+/// the server's stderr at most a line a second, not a line each: a flood
+/// of bad clients cannot become a flood of output.
+#[test]
+fn failing_clients_cost_at_most_a_line_a_second_on_stderr() {
+    const CLIENTS: usize = 30;
+    let server = Server::start("--workers 1");
+    let pid = server.pid();
+    let fds = open_fds(pid);
+    let start = Instant::now();
+    // Each reset once the server holds the connection, so that its close
+    // is the server's doing: the descriptor count then falls back.
+    for i in 0..CLIENTS {
+        let stream = request(server.addr, &format!("/5000/reset-{i}"));
+        let port = stream.local_addr().unwrap().port();
+        wait_until(PATIENCE, "the server has read the request", || {
+            receive_queue(server.addr.port(), port) == Some(0)
+        });
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(stream);
+    }
+    wait_until(PATIENCE, "the server has closed every connection", || {
+        open_fds(pid) <= fds
+    });
+    let seconds = start.elapsed().as_secs();
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(reports[0].failed, CLIENTS as u64, "{reports:?}\n{stderr}");
+    let lines = stderr.lines().count() as u64;
+    assert!(
+        (1..=seconds + 1).contains(&lines),
+        "{lines} lines in {seconds} s or so:\n{stderr}"
+    );
+}
+// ANCHOR_END: complaints
+
 // ANCHOR: emfile
 /// More clients than the server has descriptors for: accepting stops at
 /// `EMFILE` and starts again when a connection closes, so every client is
@@ -427,6 +512,7 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
     // Its own few (stdio, epolls, eventfd, listener), and room for about
     // a dozen connections at a time.
     let server = Server::start_with("--workers 1", Some(24));
+    let start = Instant::now();
     let streams: Vec<TcpStream> = (0..CLIENTS)
         .map(|i| request(server.addr, &format!("/200/client-{i}")))
         .collect();
@@ -434,6 +520,8 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
         let (status, body) = answer(stream).expect("every client is answered");
         assert_eq!((status, body), (200, format!("client-{i}")));
     }
+    // The retry every 50 ms while out of descriptors, at most.
+    let retries = start.elapsed().as_millis() as u64 / 50 + 1;
     let (status, reports, stderr) = server.stop();
     assert!(status.success(), "{stderr}");
     let report = &reports[0];
@@ -443,9 +531,9 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
     );
     assert_eq!(report.accepted, CLIENTS);
     // One call per connection, one per empty queue or EMFILE each time
-    // the listener gets a turn: a listener edge or a close.
+    // the listener gets a turn: a listener edge, a close, or a retry.
     assert!(
-        report.accept_calls <= 3 * CLIENTS + 4,
+        report.accept_calls <= 3 * CLIENTS + 4 + retries,
         "accept4 spun: {report:?}"
     );
     assert_eq!(
@@ -458,6 +546,106 @@ fn out_of_descriptors_pauses_accepting_without_a_spin() {
     );
 }
 // ANCHOR_END: emfile
+
+// ANCHOR: emfile_reuseport
+/// The limit on descriptors is the process's, and a worker's own closes
+/// are not the only way one comes free. Two `SO_REUSEPORT` workers, each
+/// with its own queue, none with a connection: the test lowers the
+/// server's limit (`prlimit`) to the descriptors it has, so that every
+/// `accept4` meets `EMFILE`, connects ten clients, waits until all ten
+/// sit in the accept queues, and raises the limit again. No connection
+/// closes: a worker that waited for one of its own would never accept
+/// again. Each tries again after a while, so every client is answered.
+#[test]
+fn out_of_descriptors_with_two_reuseport_workers_answers_everyone() {
+    const CLIENTS: usize = 10;
+    let server = Server::start("--workers 2 --listener reuseport");
+    let pid = server.pid();
+    let limit = nofile(pid);
+    // The lowest fd number free in the server: the next one it would get.
+    let used: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let next = (0..).find(|fd| !used.contains(fd)).unwrap();
+    set_nofile(pid, next, limit.rlim_max);
+    let streams: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| request(server.addr, &format!("/10/client-{i}")))
+        .collect();
+    wait_until(PATIENCE, "every client waits in an accept queue", || {
+        accept_queues(server.addr.port()) == CLIENTS as u64
+    });
+    set_nofile(pid, limit.rlim_cur, limit.rlim_max);
+    let answers = answers(streams);
+    let (status, reports, stderr) = server.stop();
+    let unanswered = answers.iter().filter(|answer| answer.is_err()).count();
+    assert_eq!(unanswered, 0, "{reports:?}\n{stderr}");
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap(), (200, format!("client-{i}")));
+    }
+    assert!(status.success(), "{stderr}");
+    assert!(
+        total(&reports, |r| r.out_of_fds) > 0,
+        "the limit was never reached: {reports:?}"
+    );
+}
+// ANCHOR_END: emfile_reuseport
+
+/// Process `pid`'s limit on open files.
+fn nofile(pid: u32) -> libc::rlimit {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: no new limit (null); the old one is written to `limit`.
+    let ret = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut limit,
+        )
+    };
+    assert_eq!(ret, 0, "prlimit: {}", io::Error::last_os_error());
+    limit
+}
+
+/// Sets process `pid`'s limit on open files (our own child: allowed).
+fn set_nofile(pid: u32, soft: u64, hard: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: the new limit is read from `limit`; no old one (null).
+    let ret = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(ret, 0, "prlimit: {}", io::Error::last_os_error());
+}
+
+/// Connections waiting in the accept queues of the sockets listening on
+/// `port`: for a listener, /proc/net/tcp's receive queue is its accept
+/// queue.
+fn accept_queues(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = u16::from_str_radix(fields[1].rsplit(':').next()?, 16).ok()?;
+            if local != port || fields[3] != "0A" {
+                return None;
+            }
+            u64::from_str_radix(fields[4].split(':').nth(1)?, 16).ok()
+        })
+        .sum()
+}
 
 // ANCHOR: threads
 /// Thousands of connections wait for their delays at once, and the server
@@ -570,6 +758,42 @@ fn an_endless_reader_does_not_starve_the_small_requests() {
     assert!(status.success(), "{stderr}");
 }
 // ANCHOR_END: starvation
+
+// ANCHOR: behind_the_head
+/// A client sends its request and, behind it in the same write, 60 KiB
+/// more, all there before the server reads any of it (the worker's one
+/// place is taken, so the connection waits in the accept queue). The
+/// server's first read takes a full buffer and finds the head; bytes are
+/// left, and nothing more will arrive to make an edge for them. The worker
+/// reads on (edge-triggered: until the socket is empty), so they are read:
+/// the kernel shows the socket's receive queue empty. A worker that waited
+/// for an edge would leave them there until the client's answer is due,
+/// and a close with unread bytes resets the connection instead of ending
+/// it.
+#[test]
+fn bytes_left_behind_a_request_head_are_read_without_a_new_edge() {
+    let server = Server::start("--workers 1 --max-open 1");
+    let blocker = request(server.addr, "/300/blocker");
+    let port = blocker.local_addr().unwrap().port();
+    wait_until(PATIENCE, "the server has read the blocker", || {
+        receive_queue(server.addr.port(), port) == Some(0)
+    });
+    let mut behind = TcpStream::connect(server.addr).unwrap();
+    let mut bytes =
+        d_ready_list::http::request("/60000/behind", &server.addr.to_string()).into_bytes();
+    bytes.resize(bytes.len() + 60 * 1024, b'x');
+    behind.write_all(&bytes).unwrap();
+    let port = behind.local_addr().unwrap().port();
+    assert_eq!(answer(blocker).unwrap(), (200, "blocker".to_string()));
+    wait_until(PATIENCE, "the server has read every byte", || {
+        receive_queue(server.addr.port(), port) == Some(0)
+    });
+    drop(behind);
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(reports[0].accepted, 2, "{reports:?}");
+}
+// ANCHOR_END: behind_the_head
 
 // ANCHOR: cleanup
 /// A client resets while it waits for its delay; the next client is given
@@ -706,23 +930,190 @@ fn sleeping(pid: u32, tid: u32) -> bool {
 /// A client that sends half a request and then nothing: its socket is
 /// non-blocking from `accept4`, so the worker reads what there is, sees
 /// `WouldBlock`, and serves the next client, instead of waiting in `read`
-/// for the rest.
+/// for the rest. With `--max-open 1` the half request holds the worker's
+/// one place, and the next client waits in the accept queue until the
+/// half request's head deadline closes it.
 #[test]
 fn a_client_that_sends_half_a_request_stalls_nobody() {
-    let server = Server::start("--workers 1");
-    let mut half = TcpStream::connect(server.addr).unwrap();
-    half.write_all(b"GET /10/half HTTP/1.1\r\nHo").unwrap();
-    let mut next = request(server.addr, "/10/next");
-    next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut bytes = Vec::new();
-    let read = next.read_to_end(&mut bytes);
-    assert!(read.is_ok(), "the next client was not answered: {read:?}");
-    assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\nnext"));
-    drop(half);
-    let (status, _, stderr) = server.stop();
-    assert!(status.success(), "{stderr}");
+    for args in ["--workers 1", "--workers 1 --max-open 1 --head-timeout 0.5"] {
+        let server = Server::start(args);
+        let mut half = TcpStream::connect(server.addr).unwrap();
+        // More than one read takes, with no end of head: the server reads
+        // again, and that read must say `WouldBlock`, not wait.
+        let mut bytes = b"GET /10/half HTTP/1.1\r\nHo".to_vec();
+        bytes.resize(8 * 1024, b'o');
+        half.write_all(&bytes).unwrap();
+        let mut next = request(server.addr, "/10/next");
+        next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut bytes = Vec::new();
+        let read = next.read_to_end(&mut bytes);
+        assert!(
+            read.is_ok(),
+            "{args}: the next client was not answered: {read:?}"
+        );
+        assert!(String::from_utf8_lossy(&bytes).ends_with("\r\n\r\nnext"));
+        drop(half);
+        let (status, reports, stderr) = server.stop();
+        assert!(status.success(), "{stderr}");
+        if args.contains("--max-open") {
+            assert_eq!(reports[0].timed_out, 1, "{args}: {reports:?}");
+        }
+    }
 }
 // ANCHOR_END: half_request
+
+// ANCHOR: half_close
+/// A client that shuts down its sending half after its request (as
+/// `nc -N` does) has said all it will say, and still reads: it is
+/// answered. Both orders: the end comes after the server has read the
+/// request, or is already there when the server first reads (the worker's
+/// one place taken, the second client waits in the accept queue).
+#[test]
+fn a_client_that_shuts_down_its_sending_half_is_still_answered() {
+    let server = Server::start("--workers 1 --max-open 1");
+    let after_read = request(server.addr, "/300/half");
+    let port = after_read.local_addr().unwrap().port();
+    wait_until(PATIENCE, "the server has read the request", || {
+        receive_queue(server.addr.port(), port) == Some(0)
+    });
+    after_read.shutdown(Shutdown::Write).unwrap();
+    let already_there = request(server.addr, "/10/already");
+    already_there.shutdown(Shutdown::Write).unwrap();
+    let answers = answers(vec![after_read, already_there]);
+    let (status, reports, stderr) = server.stop();
+    assert_eq!(
+        answers
+            .into_iter()
+            .map(|answer| answer.map_err(|error| error.to_string()))
+            .collect::<Vec<_>>(),
+        [Ok((200, "half".into())), Ok((200, "already".into()))],
+        "{reports:?}\n{stderr}"
+    );
+    assert!(status.success(), "{stderr}");
+}
+// ANCHOR_END: half_close
+
+// ANCHOR: shared_pause
+/// `--max-open 1` and one shared listener: the worker that holds the long
+/// request is full, and must not take the wake-up for the next
+/// connection, which under `EPOLLEXCLUSIVE` may be the only one, and which
+/// edge-triggered it would never be given again. The other worker, idle,
+/// answers the short request at once.
+#[test]
+fn a_full_worker_does_not_swallow_the_shared_listeners_wakeups() {
+    let server = Server::start("--workers 2 --listener shared --max-open 1");
+    let pid = server.pid();
+    let mut workers = Vec::new();
+    wait_until(PATIENCE, "two named workers", || {
+        workers = worker_threads(pid);
+        workers.len() == 2
+    });
+    let long = request(server.addr, "/3000/long");
+    let port = long.local_addr().unwrap().port();
+    wait_until(
+        PATIENCE,
+        "the long request read, every worker asleep",
+        || {
+            receive_queue(server.addr.port(), port) == Some(0)
+                && workers.iter().all(|&tid| sleeping(pid, tid))
+        },
+    );
+    let sent = Instant::now();
+    let (status, body) = answer(request(server.addr, "/10/short")).unwrap();
+    let elapsed = sent.elapsed();
+    assert_eq!((status, body.as_str()), (200, "short"));
+    drop(long);
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "{elapsed:?}: {reports:?}"
+    );
+}
+// ANCHOR_END: shared_pause
+
+// ANCHOR: worker_fails
+/// A worker that fails on its own stops the whole server at once: one
+/// line says which worker and why, and the exit status says it failed;
+/// the server does not wait for its stdin to close. To make a worker
+/// fail, the test takes a copy of the server's listening socket
+/// (`pidfd_getfd`, allowed on our own child) and shuts it down: it is no
+/// longer listening, and `accept4` says `EINVAL`, a bug no worker can
+/// get past.
+#[test]
+fn a_worker_that_fails_stops_the_server_with_one_line() {
+    let server = Server::start("--workers 2");
+    let listener = listening_fd(server.pid(), server.addr.port());
+    // SAFETY: shutdown takes no pointers; the fd is our own copy.
+    let shut = unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) };
+    assert_eq!(shut, 0, "{}", io::Error::last_os_error());
+    let (status, stderr) = server.exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1
+            && lines[0].starts_with("server: worker ")
+            && lines[0].contains(" stopped: "),
+        "{stderr}"
+    );
+}
+// ANCHOR_END: worker_fails
+
+/// A copy, in this process, of the socket that process `pid` listens on
+/// at `port`: its inode found in /proc/PID/net/tcp, its fd among
+/// /proc/PID/fd's links, and the fd copied with `pidfd_getfd`.
+fn listening_fd(pid: u32, port: u16) -> OwnedFd {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("net/tcp");
+    let inode = table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = u16::from_str_radix(fields[1].rsplit(':').next()?, 16).ok()?;
+            (local == port && fields[3] == "0A").then(|| fields[9].to_string())
+        })
+        .expect("a listening socket on the port");
+    let target = format!("socket:[{inode}]");
+    let fd: i32 = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc fd")
+        .filter_map(Result::ok)
+        .find(|entry| {
+            std::fs::read_link(entry.path()).is_ok_and(|link| link.as_os_str() == target.as_str())
+        })
+        .and_then(|entry| entry.file_name().to_str()?.parse().ok())
+        .expect("the listener's fd");
+    // SAFETY: pidfd_open takes no pointers.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    assert!(pidfd >= 0, "pidfd_open: {}", io::Error::last_os_error());
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: pidfd_getfd takes no pointers; pidfd is open while borrowed.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    assert!(copy >= 0, "pidfd_getfd: {}", io::Error::last_os_error());
+    // SAFETY: as above: a new fd, ours alone.
+    unsafe { OwnedFd::from_raw_fd(copy as i32) }
+}
+
+// ANCHOR: stdin_ends
+/// The server stops when its stdin ends, even when the bytes before the
+/// end and the end itself came together, as from `head -c 100 /dev/zero |`:
+/// one edge for both, so stdin is read until nothing is left.
+#[test]
+fn the_server_stops_when_its_stdin_held_bytes_then_ended() {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into an array of two.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 returned two new fds that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut write = std::fs::File::from(write);
+    write.write_all(&[0; 100]).unwrap();
+    drop(write);
+    let server = Server::start_reading("--workers 1", None, Stdio::from(read));
+    let (status, reports, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(reports.len(), 1, "{stderr}");
+}
+// ANCHOR_END: stdin_ends
 
 // ANCHOR: max_open
 /// With `--max-open 2`, a worker holds at most two connections; the rest

@@ -1,13 +1,14 @@
-//! The listening side: the sockets the workers accept from, how each
-//! worker's epoll watches them, and `accept4`.
+//! What the server adds to the chapter's listener (`d_ready_list::listener`,
+//! the same as chapters 2 and 3): one `SO_REUSEPORT` listener per worker,
+//! and what each error of `accept4` means for a server that must go on.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::ptr;
 use std::sync::Arc;
 
-use d_ready_list::{Poll, Token, ffi};
+use d_ready_list::listener;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::ListenerMode;
@@ -29,41 +30,28 @@ pub fn listeners(
 ) -> io::Result<Vec<Arc<TcpListener>>> {
     match mode {
         ListenerMode::Shared => {
-            let listener = Arc::new(listen(addr, false)?);
+            let listener = Arc::new(listener::listen(addr, BACKLOG)?);
             Ok(vec![listener; workers])
         }
         ListenerMode::ReusePort => {
-            let first = listen(addr, true)?;
+            let first = listen_reuse_port(addr)?;
             // Port 0 picked a port for the first socket: the others join it.
             let addr = first.local_addr()?;
             let mut all = vec![Arc::new(first)];
             for _ in 1..workers {
-                all.push(Arc::new(listen(addr, true)?));
+                all.push(Arc::new(listen_reuse_port(addr)?));
             }
             Ok(all)
         }
     }
 }
 
-/// A non-blocking listener. Non-blocking matters even though it is only
-/// read when epoll says so: with several workers, or after the last
-/// connection in the queue, the `accept` that finds the queue empty must
-/// return `WouldBlock`, not wait.
-fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let nonblocking = Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+/// `listener::listen`, with `SO_REUSEPORT` set before the bind: every
+/// socket that binds the port must set it, the first one too.
+fn listen_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
+    let nonblocking = Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK);
     let socket = Socket::new(Domain::for_address(addr), nonblocking, Some(Protocol::TCP))?;
-    // A restarted server can bind its port again while old connections
-    // to it are still in TIME_WAIT.
     socket.set_reuse_address(true)?;
-    if reuse_port {
-        set_reuse_port(&socket)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
-}
-
-fn set_reuse_port(socket: &Socket) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: the fd is open while `socket` lives; the pointer and length
     // describe `on`, an int that lives for the whole call and that the
@@ -80,92 +68,62 @@ fn set_reuse_port(socket: &Socket) -> io::Result<()> {
     if ret == -1 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 // ANCHOR_END: listeners
 
-// ANCHOR: register_listener
-/// Watches a listener, edge-triggered like every source in this chapter.
-/// A listener that every worker watches is registered with
-/// `EPOLLEXCLUSIVE`, so that a connection wakes one worker, or a few,
-/// rather than all of them. The chapter's `Registry` has no such interest
-/// (a connection never wants it), so this one registration is made here,
-/// on the `Poll`'s own fd.
-pub fn register_listener(
-    poll: &Poll,
-    listener: &TcpListener,
-    token: Token,
-    exclusive: bool,
-) -> io::Result<()> {
-    let exclusive = if exclusive {
-        libc::EPOLLEXCLUSIVE as u32
-    } else {
-        0
-    };
-    let mut event = ffi::EpollEvent {
-        events: ffi::EPOLLIN | ffi::EPOLLET | exclusive,
-        data: token.0 as u64,
-    };
-    // SAFETY: both fds are open while `poll` and `listener` are borrowed;
-    // `event` lives for the whole call, and the kernel only reads it.
-    let ret = unsafe {
-        ffi::epoll_ctl(
-            poll.as_fd().as_raw_fd(),
-            ffi::EPOLL_CTL_ADD,
-            listener.as_raw_fd(),
-            &mut event,
-        )
-    };
-    if ret == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-// ANCHOR_END: register_listener
-
 // ANCHOR: accept
-/// What one `accept4` brought.
+/// What one try at the accept queue brought.
 #[derive(Debug)]
 pub enum Accepted {
     Connection(TcpStream),
     /// The queue is empty: the next connection is a new edge.
     Empty,
     /// No descriptor to put the connection in (`EMFILE`, `ENFILE`, or
-    /// the kernel short of memory for one): it stays in the queue.
+    /// the kernel short of memory for one): it stays in the queue, and
+    /// trying again at once fails again.
     NoDescriptor(io::Error),
 }
 
-/// Takes one connection from the listener's queue. `accept4` makes the new
-/// socket non-blocking and close-on-exec as it creates it: no `fcntl` per
-/// connection. `calls` counts the calls, here where they are made.
+/// Takes one connection from the listener's queue with the chapter's
+/// `listener::accept` (`accept4`, the new socket non-blocking and
+/// close-on-exec as it is made), and sorts its errors: those about one
+/// client are skipped, those about the process pause accepting, and the
+/// rest (a bad fd, a socket that is no listener) are the program's own
+/// bug. `calls` counts the `accept4` calls: every one the server makes
+/// goes through here.
 pub fn accept(listener: &TcpListener, calls: &mut u64) -> io::Result<Accepted> {
     loop {
         *calls += 1;
-        // SAFETY: the listener's fd is open while it is borrowed; null
-        // address pointers ask for no peer address, which accept4 allows.
-        let fd = unsafe {
-            libc::accept4(
-                listener.as_raw_fd(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
+        let error = match listener::accept(listener) {
+            Ok(stream) => return Ok(Accepted::Connection(stream)),
+            Err(error) => error,
         };
-        if fd >= 0 {
-            // SAFETY: accept4 returned a new fd that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            return Ok(Accepted::Connection(TcpStream::from(fd)));
-        }
-        let error = io::Error::last_os_error();
         match error.raw_os_error() {
             Some(libc::EAGAIN) => return Ok(Accepted::Empty),
             Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
                 return Ok(Accepted::NoDescriptor(error));
             }
-            // A signal, or a connection that was reset while it waited in
-            // the queue (accept(2) says to treat those like EAGAIN and try
-            // again): the next one may be fine.
-            Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => {}
+            // A signal; a connection reset while it waited in the queue;
+            // the network errors that accept(2) says Linux passes on from
+            // the new socket, to be treated like EAGAIN; and EPERM, a
+            // firewall rule that refused this one connection. Each took
+            // its connection out of the queue: the next may be fine.
+            Some(
+                libc::EINTR
+                | libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::EPERM,
+            ) => {}
             _ => return Err(error),
         }
     }

@@ -25,6 +25,8 @@ pub struct Options {
     /// Stop after this long, whatever happens; `None`: only when stdin
     /// closes (or the process is killed).
     pub deadline: Option<Duration>,
+    /// How long a client may take to send its request head.
+    pub head_timeout: Duration,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             listener: ListenerMode::Shared,
             max_open: 0,
             deadline: None,
+            head_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -59,11 +62,15 @@ Options:
                      per worker [default: shared]
   --max-open N       connections each worker keeps open at once; the others
                      wait in the kernel's accept queue [default: 0, no limit]
+  --head-timeout SECS
+                     close a connection whose request head is not whole
+                     after this long [default: 10]
   --deadline SECS    stop after this long [default: run until stdin closes]
   -h, --help         print this help
 
 It stops when stdin closes (Ctrl-D) or at the deadline, and then prints how
-many connections each worker accepted.
+many connections each worker accepted; or at once, with one line on stderr
+and a failing exit status, if a worker fails.
 ";
 
 /// `Ok(None)` means `--help`.
@@ -117,23 +124,25 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, 
                     UsageError::Invalid("--max-open", text, "a whole number (0: no limit)")
                 })?;
             }
-            "--deadline" => {
-                let text = value("SECS")?;
-                let secs = text
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && *s <= 86_400.0)
-                    .ok_or(UsageError::Invalid(
-                        "--deadline",
-                        text,
-                        "seconds, above 0 and at most 86400",
-                    ))?;
-                options.deadline = Some(Duration::from_secs_f64(secs));
-            }
+            "--deadline" => options.deadline = Some(seconds("--deadline", value("SECS")?)?),
+            "--head-timeout" => options.head_timeout = seconds("--head-timeout", value("SECS")?)?,
             _ => return Err(UsageError::Unknown(flag)),
         }
     }
     Ok(Some(options))
+}
+
+/// A number of seconds, above 0 and at most a day.
+fn seconds(flag: &'static str, text: String) -> Result<Duration, UsageError> {
+    text.parse()
+        .ok()
+        .filter(|s: &f64| *s > 0.0 && *s <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or(UsageError::Invalid(
+            flag,
+            text,
+            "seconds, above 0 and at most 86400",
+        ))
 }
 
 /// A command line we cannot run.

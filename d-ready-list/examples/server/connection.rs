@@ -51,8 +51,10 @@ pub fn route(request_line: &str) -> Reply {
 /// Where a connection is in its life.
 #[derive(Debug)]
 enum State {
-    /// Reading the request head.
-    Reading(Vec<u8>),
+    /// Reading the request head, which must be whole by the deadline (the
+    /// worker's timer queue holds it): a client that sends half a request,
+    /// or nothing, cannot keep its descriptor for ever.
+    Reading { head: Vec<u8>, deadline: Instant },
     /// The request is read; its answer is due at the deadline, which the
     /// worker's timer queue holds.
     Waiting { deadline: Instant, answer: Vec<u8> },
@@ -72,17 +74,20 @@ pub struct Connection {
     state: State,
     readable: bool,
     writable: bool,
+    /// The client has sent all it will (a read found the end): its answer
+    /// still goes out, and nothing more is read.
+    read_closed: bool,
 }
 
 /// What one turn did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// The budget ran out before the socket did: back of the ready list.
+    /// The budget ran out before the socket did (bytes to read, or room to
+    /// write, are left): back of the ready list.
     StillReady,
-    /// Nothing to do until the next event (or the deadline).
+    /// Nothing to do until the next event, or the deadline (which the
+    /// worker reads from `deadline` after each turn).
     Idle,
-    /// The request is read: answer at this deadline.
-    Wait(Instant),
     /// The answer is out, or the client left: close.
     Done,
 }
@@ -94,17 +99,24 @@ pub enum Problem {
     BadRequest,
     /// A reset, a broken pipe, or another error from the socket.
     Io(io::Error),
+    /// The request head was not whole by its deadline.
+    SlowRequest,
 }
 // ANCHOR_END: connection
 
 impl Connection {
-    pub fn new(stream: TcpStream) -> Connection {
+    /// A new connection, whose request head must be whole by `deadline`.
+    pub fn new(stream: TcpStream, deadline: Instant) -> Connection {
         Connection {
             stream,
             queued: false,
-            state: State::Reading(Vec::new()),
+            state: State::Reading {
+                head: Vec::new(),
+                deadline,
+            },
             readable: false,
             writable: false,
+            read_closed: false,
         }
     }
 
@@ -114,10 +126,11 @@ impl Connection {
         self.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
     }
 
-    /// The deadline this connection waits for, if it waits for one.
+    /// The deadline this connection has in the timer queue, if any: its
+    /// request head's, or its answer's.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Waiting { deadline, .. } => Some(deadline),
+            State::Reading { deadline, .. } | State::Waiting { deadline, .. } => Some(deadline),
             _ => None,
         }
     }
@@ -126,38 +139,40 @@ impl Connection {
         matches!(self.state, State::Endless(_))
     }
 
-    /// The deadline has come: from now on, write the answer.
-    pub fn deadline_passed(&mut self) {
-        if let State::Waiting { answer, .. } = &mut self.state {
-            let answer = std::mem::take(answer);
-            self.state = State::Writing { answer, sent: 0 };
+    /// The deadline has come: from now on, write the answer; or the
+    /// request head is still not whole, and the connection must go.
+    pub fn deadline_passed(&mut self) -> Result<(), Problem> {
+        match &mut self.state {
+            State::Waiting { answer, .. } => {
+                let answer = std::mem::take(answer);
+                self.state = State::Writing { answer, sent: 0 };
+                Ok(())
+            }
+            State::Reading { .. } => Err(Problem::SlowRequest),
+            _ => Ok(()),
         }
     }
 
     // ANCHOR: work
-    /// One turn's work: read what the request needs, or write at most
-    /// `budget` bytes of the answer.
+    /// One turn's work: read at most `budget` bytes of the request, or
+    /// write at most `budget` bytes of the answer.
     pub fn work(&mut self, budget: usize) -> Result<Progress, Problem> {
         match &mut self.state {
-            State::Reading(_) if self.readable => self.read_request(),
-            State::Waiting { .. } if self.readable => self.watch(),
-            State::Reading(_) | State::Waiting { .. } => Ok(Progress::Idle),
+            State::Reading { .. } if self.readable => self.read_request(budget),
+            State::Waiting { .. } if self.readable && !self.read_closed => self.watch(budget),
+            State::Reading { .. } | State::Waiting { .. } => Ok(Progress::Idle),
             State::Writing { .. } | State::Endless(_) if !self.writable => Ok(Progress::Idle),
             State::Writing { answer, sent } => {
-                match write_within(&mut self.stream, &answer[*sent..], budget) {
-                    Ok(Some(n)) => {
-                        *sent += n;
-                        Ok(if *sent == answer.len() {
-                            Progress::Done
-                        } else {
-                            Progress::StillReady
-                        })
-                    }
-                    Ok(None) => {
-                        self.writable = false;
-                        Ok(Progress::Idle)
-                    }
-                    Err(error) => Err(Problem::Io(error)),
+                let written = write_within(&mut self.stream, &answer[*sent..], budget)
+                    .map_err(Problem::Io)?;
+                *sent += written.sent;
+                if *sent == answer.len() {
+                    Ok(Progress::Done)
+                } else if written.blocked {
+                    self.writable = false;
+                    Ok(Progress::Idle)
+                } else {
+                    Ok(Progress::StillReady)
                 }
             }
             State::Endless(endless) => {
@@ -166,16 +181,13 @@ impl Connection {
                 while left > 0 {
                     let chunk = endless.chunk();
                     let chunk = &chunk[..chunk.len().min(left)];
-                    match write_within(&mut self.stream, chunk, left) {
-                        Ok(Some(n)) => {
-                            endless.advance(n);
-                            left -= n;
-                        }
-                        Ok(None) => {
-                            self.writable = false;
-                            return Ok(Progress::Idle);
-                        }
-                        Err(error) => return Err(Problem::Io(error)),
+                    let written =
+                        write_within(&mut self.stream, chunk, left).map_err(Problem::Io)?;
+                    endless.advance(written.sent);
+                    left -= written.sent;
+                    if written.blocked {
+                        self.writable = false;
+                        return Ok(Progress::Idle);
                     }
                 }
                 // ANCHOR_END: budget
@@ -186,19 +198,25 @@ impl Connection {
     // ANCHOR_END: work
 
     /// While a connection waits for its deadline, a readable edge can only
-    /// be more bytes (read and dropped) or the client going away: then
-    /// its descriptor is freed now, not at the deadline.
-    fn watch(&mut self) -> Result<Progress, Problem> {
+    /// be more bytes (read and dropped), or the end of what the client
+    /// sends. The end is not the client leaving: one that shut down only
+    /// its sending half (`shutdown(SHUT_WR)`, as `nc -N` does after its
+    /// request) still reads its answer. A client that left altogether is
+    /// found out when the answer is written.
+    fn watch(&mut self, budget: usize) -> Result<Progress, Problem> {
         let mut buffer = [0; READ_CHUNK];
+        let mut read = 0;
         loop {
+            if read >= budget {
+                return Ok(Progress::StillReady);
+            }
             match self.stream.read(&mut buffer) {
                 Ok(0) => {
-                    return Err(Problem::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the client left before its answer",
-                    )));
+                    self.read_closed = true;
+                    self.readable = false;
+                    return Ok(Progress::Idle);
                 }
-                Ok(_) => {}
+                Ok(n) => read += n,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
                     return Ok(Progress::Idle);
@@ -209,14 +227,19 @@ impl Connection {
         }
     }
 
-    /// Reads until the head is complete or the socket is empty. Then the
-    /// answer is set, now or at a deadline.
-    fn read_request(&mut self) -> Result<Progress, Problem> {
-        let State::Reading(head) = &mut self.state else {
+    /// Reads until the head is complete, the socket is empty, or `budget`
+    /// bytes are read. Once the head is whole, the answer is set, now or
+    /// at a deadline.
+    fn read_request(&mut self, budget: usize) -> Result<Progress, Problem> {
+        let State::Reading { head, .. } = &mut self.state else {
             return Ok(Progress::Idle);
         };
         let mut buffer = [0; READ_CHUNK];
+        let mut read = 0;
         let line = loop {
+            if read >= budget {
+                return Ok(Progress::StillReady);
+            }
             match self.stream.read(&mut buffer) {
                 Ok(0) => {
                     return Err(Problem::Io(io::Error::new(
@@ -225,6 +248,16 @@ impl Connection {
                     )));
                 }
                 Ok(n) => {
+                    read += n;
+                    // A short read emptied the socket (TCP copies all it
+                    // has, up to the buffer's size): what comes next makes
+                    // a new edge, as a `WouldBlock` would have told us.
+                    // tokio clears readiness on a short read the same way.
+                    // This spares a read per request that could only say
+                    // `WouldBlock`.
+                    if n < buffer.len() {
+                        self.readable = false;
+                    }
                     let searched = head.len().saturating_sub(3);
                     head.extend_from_slice(&buffer[..n]);
                     if let Some(end) = find_blank_line(&head[searched..]) {
@@ -236,6 +269,9 @@ impl Connection {
                     }
                     if head.len() > MAX_HEAD {
                         break None;
+                    }
+                    if !self.readable {
+                        return Ok(Progress::Idle);
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -251,7 +287,14 @@ impl Connection {
                 let deadline = Instant::now() + delay;
                 let answer = response("200 OK", message.as_bytes());
                 self.state = State::Waiting { deadline, answer };
-                Ok(Progress::Wait(deadline))
+                // Bytes may still be waiting behind the head, with no edge
+                // to come for them (edge-triggered: read until the socket
+                // is empty): then `watch` reads them in the next turn.
+                Ok(if self.readable {
+                    Progress::StillReady
+                } else {
+                    Progress::Idle
+                })
             }
             Reply::Endless => {
                 self.state = State::Endless(Endless::default());
@@ -266,7 +309,7 @@ impl Connection {
                 let answer = response("400 Bad Request", b"GET only");
                 // One try: the answer is small, and the connection is
                 // closed whether or not it went out.
-                let _ = write_within(&mut self.stream, &answer, usize::MAX);
+                let _ = self.stream.write(&answer);
                 Err(Problem::BadRequest)
             }
         }
@@ -274,11 +317,18 @@ impl Connection {
 }
 
 // ANCHOR: write_within
-/// Writes at most `budget` bytes of `bytes`: `Some(n)` for `n` written (all
-/// of them, or the budget's worth), `None` if the socket took nothing more
-/// (`WouldBlock`: its send buffer is full, and the next writable edge
-/// brings the connection back).
-fn write_within(stream: &mut TcpStream, bytes: &[u8], budget: usize) -> io::Result<Option<usize>> {
+/// What one `write_within` did.
+struct Written {
+    sent: usize,
+    /// The socket's send buffer is full (`WouldBlock`): only the next
+    /// writable edge brings the connection back, so it has no use for
+    /// another turn before then.
+    blocked: bool,
+}
+
+/// Writes at most `budget` bytes of `bytes`, until they are out or the
+/// socket takes no more.
+fn write_within(stream: &mut TcpStream, bytes: &[u8], budget: usize) -> io::Result<Written> {
     let bytes = &bytes[..bytes.len().min(budget)];
     let mut sent = 0;
     while sent < bytes.len() {
@@ -286,13 +336,19 @@ fn write_within(stream: &mut TcpStream, bytes: &[u8], budget: usize) -> io::Resu
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                return Ok((sent > 0).then_some(sent));
+                return Ok(Written {
+                    sent,
+                    blocked: true,
+                });
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
         }
     }
-    Ok(Some(sent))
+    Ok(Written {
+        sent,
+        blocked: false,
+    })
 }
 // ANCHOR_END: write_within
 

@@ -26,9 +26,10 @@ pub struct Break {
 impl Break {
     /// The book page whose "Break it" table lists this break: the chapter's,
     /// or, for chapter 4's examples, the page about each: the async client's,
-    /// the server's, and for the async client's io_uring (its files, or its
-    /// hooks in the reactor, whose tests are in `tests/uring*.rs`), the page
-    /// after the async client's.
+    /// the server's (its files, or a break its tests catch), and for the
+    /// async client's io_uring (its files, or its hooks in the reactor,
+    /// whose tests are in `tests/uring*.rs`), the page after the async
+    /// client's.
     pub fn page(&self) -> &'static str {
         let uring_test = |test: &&str| test.starts_with("uring");
         if self.file.starts_with("examples/async_client/uring/")
@@ -37,7 +38,9 @@ impl Break {
             "readiness-to-completion"
         } else if self.file.starts_with("examples/async_client/") {
             "events-to-futures"
-        } else if self.file.starts_with("examples/server/") {
+        } else if self.file.starts_with("examples/server/")
+            || self.tests.iter().any(|test| test.starts_with("server::"))
+        {
             "server-side"
         } else {
             self.chapter
@@ -1143,8 +1146,8 @@ pub const BREAKS: &[Break] = &[
         id: "server-accept-once",
         chapter: "d-ready-list",
         file: "examples/server/worker.rs",
-        find: "                Accepted::Connection(stream) => self.add(stream)?,\n",
-        replace: "                Accepted::Connection(stream) => return self.add(stream),\n",
+        find: "                Accepted::Connection(stream) => self.add(stream),\n",
+        replace: "                Accepted::Connection(stream) => return Ok(self.add(stream)),\n",
         mistake: "accepting one connection per edge of an edge-triggered listener",
         claim: "every connection in the accept queue is accepted, not only the one that made the edge",
         tests: &["server::out_of_descriptors_pauses_accepting_without_a_spin"],
@@ -1152,9 +1155,9 @@ pub const BREAKS: &[Break] = &[
     Break {
         id: "server-blocking-accept",
         chapter: "d-ready-list",
-        file: "examples/server/accept.rs",
-        find: "                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,\n",
-        replace: "                libc::SOCK_CLOEXEC,\n",
+        file: "src/listener.rs",
+        find: "            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,\n",
+        replace: "            libc::SOCK_CLOEXEC,\n",
         mistake: "accepting a connection without `SOCK_NONBLOCK`",
         claim: "a client that sends half a request cannot stall its worker",
         tests: &["server::a_client_that_sends_half_a_request_stalls_nobody"],
@@ -1163,7 +1166,7 @@ pub const BREAKS: &[Break] = &[
         id: "server-emfile-spin",
         chapter: "d-ready-list",
         file: "examples/server/worker.rs",
-        find: "self.accept_paused = true; // until a close frees a descriptor",
+        find: "self.pause()?; // until a close frees a descriptor",
         replace: "self.queue_listener(); // try again at once",
         mistake: "taking `EMFILE` for \"still ready\" and trying `accept` again at once",
         claim: "a server out of descriptors waits for a close instead of spinning on `accept4`",
@@ -1173,8 +1176,8 @@ pub const BREAKS: &[Break] = &[
         id: "server-herd",
         chapter: "d-ready-list",
         file: "examples/server/worker.rs",
-        find: "accept::register_listener(&poll, &listener, LISTENER, shared)?;",
-        replace: "accept::register_listener(&poll, &listener, LISTENER, false)?;",
+        find: ".register_listener(&*listener, LISTENER, shared)?;",
+        replace: ".register_listener(&*listener, LISTENER, false)?;",
         mistake: "a listener shared by several epolls without `EPOLLEXCLUSIVE`",
         claim: "a connection to a shared listener wakes about one worker, not all of them",
         tests: &["server::a_shared_listener_wakes_about_one_worker_per_connection"],
@@ -1203,10 +1206,90 @@ pub const BREAKS: &[Break] = &[
         id: "server-stale-deadline",
         chapter: "d-ready-list",
         file: "examples/server/worker.rs",
-        find: "                self.timers.cancel(deadline, token);\n",
-        replace: "                let _ = deadline;\n",
+        find: "            if let Some(deadline) = deadline {\n                self.timers.cancel(deadline, token);\n",
+        replace: "            if let Some(deadline) = deadline {\n                let _ = deadline;\n",
         mistake: "freeing a closed connection's slot with its deadline still in the timer queue",
         claim: "the next client in a reset client's slot is answered at its own time",
         tests: &["server::a_reset_client_leaves_no_deadline_behind_in_its_slot"],
+    },
+    Break {
+        id: "server-emfile-no-retry",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "                        self.timers.insert(at, LISTENER);\n",
+        replace: "                        let _ = at;\n",
+        mistake: "out of descriptors, waiting for one of the worker's own connections to close",
+        claim: "a worker out of descriptors accepts again once any descriptor is free, even with no connection of its own",
+        tests: &["server::out_of_descriptors_with_two_reuseport_workers_answers_everyone"],
+    },
+    Break {
+        id: "server-paused-keeps-listener",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "            shared,\n            connections: Slab::new(),\n",
+        replace: "            shared: false, // a pause leaves the listener in the epoll\n            connections: Slab::new(),\n",
+        mistake: "a full worker that leaves a shared `EPOLLEXCLUSIVE` listener in its epoll",
+        claim: "a full worker does not take the shared listener's wake-ups from the workers that could accept",
+        tests: &["server::a_full_worker_does_not_swallow_the_shared_listeners_wakeups"],
+    },
+    Break {
+        id: "server-stdin-once",
+        chapter: "d-ready-list",
+        file: "examples/server/server.rs",
+        find: "        if !stdin_readable() {\n",
+        replace: "        if !stdin_readable() || true {\n",
+        mistake: "reading a blocking stdin once per edge",
+        claim: "the server stops when stdin ends, even if bytes came before the end in the same edge",
+        tests: &["server::the_server_stops_when_its_stdin_held_bytes_then_ended"],
+    },
+    Break {
+        id: "server-eof-is-leaving",
+        chapter: "d-ready-list",
+        file: "examples/server/connection.rs",
+        find: "                Ok(0) => {\n                    self.read_closed = true;\n                    self.readable = false;\n                    return Ok(Progress::Idle);\n                }\n",
+        replace: "                Ok(0) => return Err(Problem::Io(io::ErrorKind::UnexpectedEof.into())),\n",
+        mistake: "taking the end of what a client sends for the client leaving",
+        claim: "a client that shuts down its sending half after its request is still answered",
+        tests: &["server::a_client_that_shuts_down_its_sending_half_is_still_answered"],
+    },
+    Break {
+        id: "server-no-head-deadline",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "        self.timers.insert(deadline, token);\n        self.stats.accepted += 1;\n",
+        replace: "        self.stats.accepted += 1;\n",
+        mistake: "no deadline for a client's request head",
+        claim: "a client that sends half a request cannot hold a `--max-open` place for ever",
+        tests: &["server::a_client_that_sends_half_a_request_stalls_nobody"],
+    },
+    Break {
+        id: "server-unnoticed-worker",
+        chapter: "d-ready-list",
+        file: "examples/server/server.rs",
+        find: "        let _ = self.0.wake();\n",
+        replace: "        let _ = &self.0;\n",
+        mistake: "a server that learns of a failed worker only when it is told to stop",
+        claim: "a worker that fails stops the server at once, with one line and a failing status",
+        tests: &["server::a_worker_that_fails_stops_the_server_with_one_line"],
+    },
+    Break {
+        id: "server-complaint-flood",
+        chapter: "d-ready-list",
+        file: "examples/server/worker.rs",
+        find: "            self.held += 1;\n            return;\n",
+        replace: "            self.held += 1;\n",
+        mistake: "a line on stderr for every client that fails",
+        claim: "clients that fail one after another cost at most a line a second on stderr",
+        tests: &["server::failing_clients_cost_at_most_a_line_a_second_on_stderr"],
+    },
+    Break {
+        id: "server-head-then-idle",
+        chapter: "d-ready-list",
+        file: "examples/server/connection.rs",
+        find: "                Ok(if self.readable {\n                    Progress::StillReady\n                } else {\n                    Progress::Idle\n                })",
+        replace: "                Ok(Progress::Idle)",
+        mistake: "after the request head, waiting for an edge with bytes still unread",
+        claim: "bytes behind a request head are read, though no edge will come for them",
+        tests: &["server::bytes_left_behind_a_request_head_are_read_without_a_new_edge"],
     },
 ];

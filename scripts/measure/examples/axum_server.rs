@@ -8,7 +8,9 @@
 //! `GET /{delay_ms}/{message}`: after `delay_ms`, `200 OK` with the message
 //! as the body; the connection closes after it, as the client asks
 //! (`Connection: close`). Other paths get 404 (the endless body and the
-//! faults are not part of the measured workload). It listens on 127.0.0.1,
+//! faults are not part of the measured workload), and so does a message
+//! with a `/` in it, which the route's one segment does not match and
+//! chapter 4's server answers: the measured requests' messages have none. It listens on 127.0.0.1,
 //! on a port the kernel picks, prints `server: listening on HOST:PORT`
 //! (the line chapter 4's server prints), and runs on `--workers` tokio
 //! worker threads until its standard input closes or the deadline passes.
