@@ -398,6 +398,29 @@ fn bad_requests_are_answered_400_and_the_server_goes_on() {
     assert_eq!(reports[0].bad_requests, 2, "{reports:?}");
 }
 
+/// A head longer than the server takes (16 KiB) is answered 400, even
+/// when its end comes in the read that takes it over the limit: the first
+/// 16,000 bytes are read before the rest, blank line included, is sent.
+#[test]
+fn a_request_head_longer_than_the_limit_is_answered_400() {
+    let server = Server::start("--workers 1");
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    let mut head = b"GET /0/long HTTP/1.1\r\nX-Long: ".to_vec();
+    head.resize(16_000, b'a');
+    client.write_all(&head).unwrap();
+    let port = client.local_addr().unwrap().port();
+    wait_until(PATIENCE, "the server has read the first part", || {
+        receive_queue(server.addr.port(), port) == Some(0)
+    });
+    let mut rest = vec![b'a'; 1_000];
+    rest.extend_from_slice(b"\r\n\r\n");
+    client.write_all(&rest).unwrap();
+    assert_eq!(answer(client).unwrap().0, 400);
+    let (status, reports, _) = server.stop();
+    assert!(status.success());
+    assert_eq!(reports[0].bad_requests, 1, "{reports:?}");
+}
+
 // ANCHOR: black_box
 /// A client that resets, one that leaves before its answer, one that
 /// never reads an endless body, and a client process stopped with
@@ -413,6 +436,10 @@ fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
     drop(reset);
     drop(request(server.addr, "/100/leaves"));
     let _never_reads = request(server.addr, "/endless");
+    // The server's descriptors before the client connects: the stopped
+    // client must be stopped with its connections open, not before it
+    // made them.
+    let before = open_fds(server.pid());
     let stopped = Command::new(env!("CARGO_BIN_EXE_d-ready-list"))
         .args([
             "--addr",
@@ -428,12 +455,21 @@ fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
         .spawn()
         .expect("start chapter 4's client");
     let pid = stopped.id() as libc::pid_t;
+    // Its endless connection, at least, stays open until it is resumed.
+    support::wait_until(PATIENCE, "the client's connections accepted", || {
+        open_fds(server.pid()) >= before + 2
+    });
     // SAFETY: kill takes no pointers; the pid is our own child's, not yet
     // waited for, so it names that process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
 
+    let sent = Instant::now();
     let (status, body) = answer(request(server.addr, "/300/others")).unwrap();
+    let late = sent.elapsed().saturating_sub(Duration::from_millis(300));
     assert_eq!((status, body.as_str()), (200, "others"));
+    // Nothing above may hold the others up: a generous bound for a busy
+    // machine, far below what a blocked worker would cost (for ever).
+    assert!(late < Duration::from_secs(2), "answered {late:?} late");
 
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
@@ -458,6 +494,14 @@ fn clients_that_reset_leave_or_stop_reading_cost_the_others_nothing() {
     // its close arrived. The others, and the stopped client's three, are
     // answered.
     assert!(reports[0].failed >= 1, "{reports:?}\n{stderr}");
+    // A failure is said, in at most one line each (fewer when they come
+    // faster than a line a second: the rate limit's test shows that).
+    let lines = stderr.lines().count() as u64;
+    assert!(
+        (1..=reports[0].failed).contains(&lines),
+        "{lines} lines for {} failures: {stderr}",
+        reports[0].failed
+    );
     assert!(reports[0].answered >= 4, "{reports:?}\n{stderr}");
 }
 // ANCHOR_END: black_box

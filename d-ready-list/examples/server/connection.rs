@@ -262,6 +262,11 @@ impl Connection {
                     head.extend_from_slice(&buffer[..n]);
                     if let Some(end) = find_blank_line(&head[searched..]) {
                         let end = searched + end;
+                        // The limit holds for a head whose end came in
+                        // the read that took it over, too.
+                        if end > MAX_HEAD {
+                            break None;
+                        }
                         break String::from_utf8_lossy(&head[..end])
                             .lines()
                             .next()

@@ -1143,6 +1143,16 @@ pub const BREAKS: &[Break] = &[
     },
     // Chapter 4's server example (the server-side page).
     Break {
+        id: "server-head-limit-late",
+        chapter: "d-ready-list",
+        file: "examples/server/connection.rs",
+        find: "                        if end > MAX_HEAD {\n                            break None;\n                        }\n",
+        replace: "",
+        mistake: "checking a request head's length only while its end has not come",
+        claim: "a request head longer than 16 KiB is answered 400, even when its end comes in the read that takes it over",
+        tests: &["server::a_request_head_longer_than_the_limit_is_answered_400"],
+    },
+    Break {
         id: "server-accept-once",
         chapter: "d-ready-list",
         file: "examples/server/worker.rs",
