@@ -102,8 +102,24 @@ pub fn run_on(
     reactor: &Rc<Reactor>,
     addr: SocketAddr,
     requests: &[Request],
-    mut report: impl FnMut(&Answer) -> io::Result<()>,
+    report: impl FnMut(&Answer) -> io::Result<()>,
 ) -> io::Result<Report> {
+    run_with(reactor, fetch, addr, requests, report)
+}
+
+/// `run_on` with a `fetch` of the caller's: this file's, over readiness,
+/// or the ring's (`uring::client`), so that both run the same requests
+/// the same way.
+pub fn run_with<F>(
+    reactor: &Rc<Reactor>,
+    fetch: F,
+    addr: SocketAddr,
+    requests: &[Request],
+    mut report: impl FnMut(&Answer) -> io::Result<()>,
+) -> io::Result<Report>
+where
+    F: AsyncFn(&Rc<Reactor>, SocketAddr, &str) -> io::Result<Vec<u8>> + Copy + 'static,
+{
     let start = Instant::now();
     let mut executor = Executor::new(Rc::clone(reactor));
     for (request, Request { path, timeout }) in requests.iter().cloned().enumerate() {

@@ -4,15 +4,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
 
 use d_ready_list::http::{self, Parsed};
 
 use super::ops::UringTcp;
-use crate::client::{Answer, Request};
-use crate::executor::{Executor, Report};
+use crate::client::{self, Answer, Request};
+use crate::executor::Report;
 use crate::reactor::Reactor;
-use crate::time;
 
 /// How much room each receive is given: an answer of the demo's fits.
 /// The buffer lives on the heap, being lent to the kernel; at 4 KiB, a
@@ -61,27 +59,7 @@ pub fn run_on(
     reactor: &Rc<Reactor>,
     addr: SocketAddr,
     requests: &[Request],
-    mut report: impl FnMut(&Answer) -> io::Result<()>,
+    report: impl FnMut(&Answer) -> io::Result<()>,
 ) -> io::Result<Report> {
-    let start = Instant::now();
-    let mut executor = Executor::new(Rc::clone(reactor));
-    for (request, Request { path, timeout }) in requests.iter().cloned().enumerate() {
-        let reactor = Rc::clone(reactor);
-        executor.spawn(async move {
-            let fetched = fetch(&reactor, addr, &path);
-            let body = match time::timeout(&reactor, timeout, fetched).await {
-                Ok(fetched) => Ok(fetched.map_err(|error| {
-                    let message = format!("request {request} (GET {path}): {error}");
-                    io::Error::new(error.kind(), message)
-                })?),
-                Err(timed_out) => Err(timed_out),
-            };
-            Ok(Answer {
-                request,
-                elapsed: start.elapsed(),
-                body,
-            })
-        });
-    }
-    executor.run(|answer: io::Result<Answer>| report(&answer?))
+    client::run_with(reactor, fetch, addr, requests, report)
 }
