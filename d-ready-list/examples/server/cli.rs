@@ -1,7 +1,9 @@
 //! The server's command line, parsed by hand like the client's.
 
-use std::fmt;
 use std::time::Duration;
+
+// The chapter's own: the same errors, said the same way, as the clients'.
+pub use d_ready_list::cli::UsageError;
 
 /// How the workers share the listening port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,25 +146,3 @@ fn seconds(flag: &'static str, text: String) -> Result<Duration, UsageError> {
             "seconds, above 0 and at most 86400",
         ))
 }
-
-/// A command line we cannot run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UsageError {
-    Unknown(String),
-    MissingValue(String, &'static str),
-    Invalid(&'static str, String, &'static str),
-}
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UsageError::Unknown(flag) => write!(f, "unknown option {flag:?}"),
-            UsageError::MissingValue(flag, what) => write!(f, "{flag} needs a value: {what}"),
-            UsageError::Invalid(flag, value, want) => {
-                write!(f, "{flag} takes {want}, not {value:?}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for UsageError {}
