@@ -147,6 +147,7 @@ impl UringTcp {
         self.fd.as_ref().expect("open until dropped")
     }
 
+    // ANCHOR: send
     /// Sends from `buffer[..]`; returns how many bytes went, and the buffer.
     pub async fn send(&self, buffer: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let sqe = Sqe {
@@ -163,6 +164,7 @@ impl UringTcp {
         let (result, (_, buffer)) = op.await;
         (result.map(|n| n as usize), buffer)
     }
+    // ANCHOR_END: send
 
     pub async fn send_all(&self, mut buffer: Vec<u8>) -> io::Result<()> {
         while !buffer.is_empty() {
