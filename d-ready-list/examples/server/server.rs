@@ -74,9 +74,14 @@ pub fn run(options: &Options, out: &mut impl Write) -> Result<Vec<Stats>, Error>
     } else {
         "SO_REUSEPORT"
     };
+    let noun = if options.workers == 1 {
+        "worker"
+    } else {
+        "workers"
+    };
     writeln!(
         out,
-        "server: listening on {local} ({} workers, {mode})",
+        "server: listening on {local} ({} {noun}, {mode})",
         options.workers
     )
     .and_then(|()| out.flush())

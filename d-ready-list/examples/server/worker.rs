@@ -29,7 +29,7 @@ pub const LISTENER: Token = Token(usize::MAX - 1);
 /// How much one connection may read or write in one turn of the ready
 /// list: a client that reads an endless body as fast as we make it, or
 /// sends bytes without end, still leaves the others their turns.
-pub const WRITE_BUDGET: usize = 64 * 1024;
+pub const BUDGET: usize = 64 * 1024;
 // ANCHOR_END: budget
 
 /// How long a worker out of descriptors waits before it tries `accept4`
@@ -194,9 +194,9 @@ impl Worker {
     }
 
     // ANCHOR: turn
-    /// One turn: the listener accepts, and each connection on the ready
-    /// list does at most a budget's worth of work. Every token on the list
-    /// when the turn starts is taken off it once.
+    /// One round: the listener accepts, and each connection on the ready
+    /// list has one turn, at most a budget's worth of work. Every token on
+    /// the list when the round starts is taken off it once.
     fn turn(&mut self) -> io::Result<()> {
         for _ in 0..self.ready_list.len() {
             let Some(token) = self.ready_list.pop_front() else {
@@ -207,13 +207,13 @@ impl Worker {
                 self.accept_all()?;
                 continue;
             }
-            // Closed earlier in this pass (its deadline passed): its slot
-            // answers no token until the pass is over.
+            // Closed earlier in this round (its deadline passed): its slot
+            // answers no token until the round is over.
             let Some(connection) = self.connections.get_mut(token) else {
                 continue;
             };
             let before = connection.deadline();
-            let progress = connection.work(WRITE_BUDGET);
+            let progress = connection.work(BUDGET);
             // The timer queue follows the connection's deadline: the
             // request head's until the request is read, then the answer's.
             let after = connection.deadline();
@@ -394,7 +394,7 @@ impl Worker {
         Ok(())
     }
 
-    /// After the turn: nothing may name a closed connection when its slot
+    /// After the round: nothing may name a closed connection when its slot
     /// is reused, or the next connection there would inherit it. The
     /// timer queue may: a deadline, which would answer the new client at
     /// the old one's time, or end it at the old one's head deadline. (The
