@@ -1052,6 +1052,14 @@ fn a_full_worker_does_not_swallow_the_shared_listeners_wakeups() {
         workers = worker_threads(pid);
         workers.len() == 2
     });
+    // Both asleep before the long request too: then the kernel offers it
+    // to the epoll first in the listener's queue, the one it offers the
+    // next connection to as well. A worker still starting when the long
+    // request came would let the two land on different workers, and the
+    // break this test is for would go unseen.
+    wait_until(PATIENCE, "every worker asleep", || {
+        workers.iter().all(|&tid| sleeping(pid, tid))
+    });
     let long = request(server.addr, "/3000/long");
     let port = long.local_addr().unwrap().port();
     wait_until(
